@@ -1,0 +1,147 @@
+"""Vision-language model backends: the `VisionModel` protocol and one registry.
+
+Built-in backends register exactly the way a third party would: a name and an import path
+("module:factory"), so that importing `pipeline` never imports torch. A third-party package can
+also expose a factory under the entry-point group `docextract.backends`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Protocol, runtime_checkable
+
+from pipeline.errors import ConfigError
+from pipeline.settings import Settings
+from pipeline.types import VisionOutput, VisionRequest
+
+# The checkpoints' own grids, as (height, width); the mistral-7b grid is transformers' default.
+DEFAULT_GRID_PINPOINTS: tuple[tuple[int, int], ...] = (
+    (336, 672), (672, 336), (672, 672), (1008, 336), (336, 1008),
+)
+
+MODEL_ALIASES: dict[str, str] = {
+    "llava-next-7b": "llava-hf/llava-v1.6-mistral-7b-hf",
+    "llava-next-13b": "llava-hf/llava-v1.6-vicuna-13b-hf",
+    "llava-next-34b": "llava-hf/llava-v1.6-34b-hf",
+    "tiny-random": "tiny-random",
+}
+
+
+@dataclass(frozen=True)
+class ImageGeometry:
+    """How the checkpoint's processor cuts an image: tile side and grid pinpoints (h, w)."""
+
+    tile_size: int = 336
+    patch_size: int = 14
+    grid_pinpoints: tuple[tuple[int, int], ...] = DEFAULT_GRID_PINPOINTS
+
+
+@runtime_checkable
+class VisionModel(Protocol):
+    """A model that turns a batch of image+prompt requests into text.
+
+    Constructors never load weights: `load()` does (and `generate()` calls it when needed).
+    `model_id` is the provenance string stored with every record.
+    """
+
+    model_id: str
+    geometry: ImageGeometry
+
+    def load(self) -> None: ...
+
+    def generate(self, requests: Sequence[VisionRequest]) -> list[VisionOutput]:
+        """One output per request, in order. Raises ModelError when the batch as a whole fails."""
+        ...
+
+    def image_tokens(self, width: int, height: int) -> int:
+        """Image tokens one image of this size costs in a prompt (the processor's formula)."""
+        ...
+
+
+BackendFactory = Callable[[Settings], VisionModel]
+
+_registry: dict[str, BackendFactory | str] = {}
+
+
+def register_backend(name: str, factory: BackendFactory | str) -> None:
+    """Register a backend under `name`; `factory` is a callable or a lazy "module:attr" path."""
+    _registry[name] = factory
+
+
+register_backend("transformers", "pipeline.backends.transformers:create")
+register_backend("tiny", "pipeline.backends.tiny:create")
+register_backend("scripted", "pipeline.backends.scripted:create")
+
+
+def known_backends() -> list[str]:
+    _load_entry_points()
+    return sorted(_registry)
+
+
+def _load_entry_points() -> None:
+    for entry in entry_points(group="docextract.backends"):
+        _registry.setdefault(entry.name, entry.value)
+
+
+def _resolve(name: str) -> BackendFactory:
+    _load_entry_points()
+    try:
+        factory = _registry[name]
+    except KeyError:
+        raise ConfigError(
+            f"Unknown backend {name!r}. Known backends: {', '.join(known_backends())}."
+        ) from None
+    if isinstance(factory, str):
+        module_name, _, attr = factory.partition(":")
+        factory = getattr(importlib.import_module(module_name), attr)
+        _registry[name] = factory
+    return factory
+
+
+def backend_name_for(settings: Settings) -> str:
+    if settings.model.backend != "auto":
+        return settings.model.backend
+    return "tiny" if settings.model.name == "tiny-random" else "transformers"
+
+
+def create_model(settings: Settings) -> VisionModel:
+    """Build (not load) the model the settings name. Raises ConfigError for unknown names."""
+    return _resolve(backend_name_for(settings))(settings)
+
+
+_loaded: dict[tuple[object, ...], VisionModel] = {}
+_loaded_lock = threading.Lock()
+
+
+def get_model(settings: Settings) -> VisionModel:
+    """The process-wide loaded model for these settings: loaded once, reused by every task."""
+    m = settings.model
+    key = (backend_name_for(settings), m.name, m.revision, m.device, m.dtype,
+           m.attn_implementation, m.quantization, m.batch_size, m.max_new_tokens,
+           str(settings.model_cache_dir))
+    with _loaded_lock:
+        model = _loaded.get(key)
+        if model is None:
+            model = create_model(settings)
+            model.load()
+            _loaded[key] = model
+        return model
+
+
+def forget_loaded_models() -> None:
+    """Drop cached models (tests, or to free memory between runs in one process)."""
+    with _loaded_lock:
+        _loaded.clear()
+
+
+def run_in_batches(model: VisionModel, requests: Sequence[VisionRequest], batch_size: int
+                   ) -> list[VisionOutput]:
+    """Split `requests` into batches of at most `batch_size` and keep the order of outputs."""
+    outputs: list[VisionOutput] = []
+    for start in range(0, len(requests), batch_size):
+        outputs.extend(model.generate(requests[start:start + batch_size]))
+    return outputs

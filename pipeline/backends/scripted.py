@@ -1,0 +1,97 @@
+"""A scripted backend: answers from a script, never from a model.
+
+For testing the logic around the model (validation, re-ask, merge, statuses, storage) and for
+dry runs of the plumbing. It is named as what it is: its `model_id` starts with "scripted", so a
+record it produced can never pass for a model's.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from pipeline.backends import ImageGeometry
+from pipeline.settings import Settings
+from pipeline.tiling import anyres_image_tokens
+from pipeline.types import StopReason, VisionOutput, VisionRequest
+
+Reply = str | tuple[str, StopReason] | BaseException
+Script = Callable[[VisionRequest, int], Reply]
+
+
+class ScriptedModel:
+    """Replies to each request with `script(request, call_number)` (call_number counts from 0).
+
+    A reply is the output text, a (text, stop_reason) pair, or an exception to raise from
+    `generate()` for the whole batch (to inject model faults).
+    """
+
+    def __init__(self, script: Script, model_id: str = "scripted") -> None:
+        self.model_id = model_id
+        self.geometry = ImageGeometry()
+        self.requests: list[VisionRequest] = []
+        self.batches: list[int] = []
+        self._script = script
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_replies(cls, replies: Iterable[Reply], model_id: str = "scripted") -> ScriptedModel:
+        """Answer the n-th request with the n-th reply; running out is a test error."""
+        queue = list(replies)
+
+        def script(request: VisionRequest, number: int) -> Reply:
+            if number >= len(queue):
+                raise AssertionError(f"scripted model got request {number + 1}, has {len(queue)} replies")
+            return queue[number]
+
+        return cls(script, model_id)
+
+    def load(self) -> None:
+        pass
+
+    def image_tokens(self, width: int, height: int) -> int:
+        return anyres_image_tokens(width, height, self.geometry)
+
+    def generate(self, requests: Sequence[VisionRequest]) -> list[VisionOutput]:
+        with self._lock:
+            self.batches.append(len(requests))
+            numbered = [(len(self.requests) + i, r) for i, r in enumerate(requests)]
+            self.requests.extend(requests)
+        replies = [self._script(request, number) for number, request in numbered]
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        return [self._output(request, reply) for request, reply in zip(requests, replies, strict=True)]
+
+    def _output(self, request: VisionRequest, reply: Reply) -> VisionOutput:
+        text, stop = (reply, "end") if isinstance(reply, str) else reply  # type: ignore[misc]
+        image_tokens = sum(self.image_tokens(im.width, im.height) for im in request.images)
+        return VisionOutput(
+            text=text, stop_reason=stop, input_tokens=image_tokens + len(request.prompt) // 4,
+            output_tokens=max(1, len(text) // 4), image_tokens=image_tokens,
+        )
+
+
+def empty_record_json(json_schema: dict[str, Any] | None) -> str:
+    """The smallest valid answer for a strict grammar schema: null scalars, empty lists."""
+    if not json_schema:
+        return "{}"
+    properties = json_schema.get("properties", {})
+    return json.dumps({name: ([] if _is_array(spec) else None) for name, spec in properties.items()})
+
+
+def _is_array(spec: dict[str, Any]) -> bool:
+    return spec.get("type") == "array" or any(o.get("type") == "array" for o in spec.get("anyOf", []))
+
+
+def create(settings: Settings) -> ScriptedModel:
+    """The `scripted` backend from the CLI: a dry run that answers every request with an empty
+    record, to check configuration, storage and orchestration without any model."""
+    del settings
+
+    def script(request: VisionRequest, number: int) -> Reply:
+        return empty_record_json(request.json_schema)
+
+    return ScriptedModel(script, model_id="scripted-empty")

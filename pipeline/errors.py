@@ -1,0 +1,40 @@
+"""The exception tree.
+
+Program failures are exceptions; page and document failures are data (see `types.ErrorItem`).
+`ConfigError` and `StoreError` stop a run at once; `InputError` and `ModelError` are caught at the
+document boundary and recorded as that document's status, so the batch goes on.
+"""
+
+from __future__ import annotations
+
+from pipeline.types import ErrorCategory
+
+
+class DocextractError(Exception):
+    """Base of every error the pipeline raises on purpose."""
+
+
+class ConfigError(DocextractError):
+    """A setting, name or path the user gave cannot work. Raised at once, before any work."""
+
+
+class StoreError(DocextractError):
+    """The database cannot be reached, is out of date, or refused a write."""
+
+
+class InputError(DocextractError):
+    """A document (or one page of it) cannot be read. Carries the category recorded for it."""
+
+    def __init__(self, category: ErrorCategory, message: str, page: int | None = None) -> None:
+        super().__init__(message)
+        self.category = category
+        self.message = message
+        self.page = page
+
+
+class ModelError(DocextractError):
+    """The model backend failed to produce an output (load failure, OOM, server error)."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable

@@ -1,0 +1,121 @@
+"""Small frozen data types passed between the stages.
+
+Page numbers are 1-based everywhere. Boxes are `(left, top, right, bottom)` in page pixels at the
+page's rendering DPI. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+
+class Status(enum.StrEnum):
+    """The one recorded outcome of an extraction (document x schema x model x prompt version)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    NEEDS_REVIEW = "needs_review"
+    PARTIAL = "partial"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (Status.PENDING, Status.RUNNING)
+
+
+class ErrorCategory(enum.StrEnum):
+    """Why a document or page failed. Stable strings: users filter reruns by them."""
+
+    PASSWORD_REQUIRED = "password_required"
+    NOT_A_DOCUMENT = "not_a_document"
+    UNSUPPORTED_TYPE = "unsupported_type"
+    CORRUPT = "corrupt"
+    ZERO_PAGES = "zero_pages"
+    TOO_LARGE = "too_large"
+    RENDER_TIMEOUT = "render_timeout"
+    MODEL_ERROR = "model_error"
+    INVALID_OUTPUT = "invalid_output"
+    TIMEOUT = "timeout"
+    IO_ERROR = "io_error"
+
+
+@dataclass(frozen=True)
+class ErrorItem:
+    """One recorded failure: of a page (page set) or of the whole document (page None)."""
+
+    category: ErrorCategory
+    message: str
+    page: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"category": str(self.category), "message": self.message, "page": self.page}
+
+
+@dataclass(frozen=True)
+class PageImage:
+    """A rendered page, cached on disk as PNG. `number` is 1-based."""
+
+    number: int
+    path: Path
+    width: int
+    height: int
+    dpi: int
+    render_seconds: float = 0.0
+    rotation: int = 0
+
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A region of a page sent to the model as one image, with its box in page pixels."""
+
+    page: int
+    box: Box
+    image: Image.Image
+    image_tokens: int = 0
+    is_global: bool = False
+
+
+@dataclass(frozen=True)
+class VisionRequest:
+    """One row of a batch: image(s), the prompt text and an optional JSON Schema constraint.
+
+    `prompt` is the user message; the backend wraps it in the checkpoint's chat template and puts
+    one image placeholder per image before it.
+    """
+
+    images: tuple[Image.Image, ...]
+    prompt: str
+    json_schema: dict[str, Any] | None = None
+    max_new_tokens: int = 512
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    text: str
+    logprob: float
+
+
+StopReason = Literal["end", "length"]
+
+
+@dataclass(frozen=True)
+class VisionOutput:
+    """What a backend returns for one request. `stop_reason == "length"` is never valid JSON."""
+
+    text: str
+    stop_reason: StopReason
+    input_tokens: int
+    output_tokens: int
+    image_tokens: int = 0
+    seconds: float = 0.0
+    tokens: tuple[TokenLogprob, ...] | None = field(default=None, repr=False)
