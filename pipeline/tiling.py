@@ -49,7 +49,9 @@ def anyres_image_tokens(width: int, height: int, geometry: ImageGeometry | None 
 
 
 def whole_page_tiles(
-    page_number: int, image: Image.Image, settings: TilingSettings,
+    page_number: int,
+    image: Image.Image,
+    settings: TilingSettings,
     geometry: ImageGeometry | None = None,
 ) -> list[Tile]:
     """The `anyres` strategy: the whole page as one tile, downscaled to `max_side_px`.
@@ -65,3 +67,10 @@ def whole_page_tiles(
         image = image.resize(size, Image.Resampling.LANCZOS)
     tokens = anyres_image_tokens(image.width, image.height, geometry)
     return [Tile(page=page_number, box=box, image=image, image_tokens=tokens)]
+
+
+def tile_page(
+    page_number: int, image: Image.Image, settings: TilingSettings, geometry: ImageGeometry
+) -> list[Tile]:
+    """Cut one page into the tiles the model is prompted with, by `settings.strategy`."""
+    return whole_page_tiles(page_number, image, settings, geometry)

@@ -40,10 +40,12 @@ class ErrorCategory(enum.StrEnum):
     ZERO_PAGES = "zero_pages"
     TOO_LARGE = "too_large"
     RENDER_TIMEOUT = "render_timeout"
+    RENDER_CRASH = "render_crash"  # the sandboxed renderer died (signal): rerun after upgrades
     MODEL_ERROR = "model_error"
     INVALID_OUTPUT = "invalid_output"
     TIMEOUT = "timeout"
     IO_ERROR = "io_error"
+    INTERNAL_ERROR = "internal_error"
 
 
 @dataclass(frozen=True)

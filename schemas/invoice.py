@@ -52,7 +52,9 @@ class Invoice(ExtractionSchema):
     issue_date: IsoDate | None = Field(None, description="Date the invoice was issued.")
     due_date: IsoDate | None = Field(None, description="Date payment is due.")
     purchase_order: ShortText | None = Field(None, description="Purchase order (PO) number.")
-    currency: CurrencyCode | None = Field(None, description="ISO 4217 currency code, e.g. EUR, USD.")
+    currency: CurrencyCode | None = Field(
+        None, description="ISO 4217 currency code, e.g. EUR, USD."
+    )
     seller: Party | None = Field(None, description="Who issued the invoice.")
     buyer: Party | None = Field(None, description="Who is billed.")
     line_items: list[LineItem] = Field(
@@ -88,13 +90,15 @@ class Invoice(ExtractionSchema):
                 )
         tax = self.tax_total
         if tax is None and self.tax_lines and all(t.amount is not None for t in self.tax_lines):
-            tax = sum((t.amount for t in self.tax_lines), Decimal(0))  # type: ignore[misc]
-        if None not in (self.subtotal, tax, self.total):
-            if abs(self.subtotal + tax - self.total) > TOTAL_TOLERANCE:  # type: ignore[operator]
-                reasons.append(
-                    f"subtotal {self.subtotal} + tax {tax} != total {self.total} "
-                    f"(tolerance {TOTAL_TOLERANCE})"
-                )
+            tax = sum((t.amount or Decimal(0) for t in self.tax_lines), Decimal(0))
+        if (
+            None not in (self.subtotal, tax, self.total)
+            and abs(self.subtotal + tax - self.total) > TOTAL_TOLERANCE  # type: ignore[operator]
+        ):
+            reasons.append(
+                f"subtotal {self.subtotal} + tax {tax} != total {self.total} "
+                f"(tolerance {TOTAL_TOLERANCE})"
+            )
         if self.issue_date and self.due_date and self.due_date < self.issue_date:
             reasons.append(f"due date {self.due_date} is before issue date {self.issue_date}")
         return reasons

@@ -82,7 +82,9 @@ def _normalize_separators(text: str) -> str:
     else:
         return text
     thousands_mark = "," if decimal_mark == "." else "."
-    text = text.replace(thousands_mark, "") if decimal_mark else text.replace(".", "").replace(",", "")
+    text = (
+        text.replace(thousands_mark, "") if decimal_mark else text.replace(".", "").replace(",", "")
+    )
     if decimal_mark and text.count(decimal_mark) > 1:
         raise ValueError(f"more than one decimal mark in {text!r}")
     return text.replace(",", ".")

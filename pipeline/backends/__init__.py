@@ -20,7 +20,11 @@ from pipeline.types import VisionOutput, VisionRequest
 
 # The checkpoints' own grids, as (height, width); the mistral-7b grid is transformers' default.
 DEFAULT_GRID_PINPOINTS: tuple[tuple[int, int], ...] = (
-    (336, 672), (672, 336), (672, 672), (1008, 336), (336, 1008),
+    (336, 672),
+    (672, 336),
+    (672, 672),
+    (1008, 336),
+    (336, 1008),
 )
 
 MODEL_ALIASES: dict[str, str] = {
@@ -118,16 +122,28 @@ _loaded_lock = threading.Lock()
 
 
 def get_model(settings: Settings) -> VisionModel:
-    """The process-wide loaded model for these settings: loaded once, reused by every task."""
+    """The process-wide model for these settings: built once, reused by every task.
+
+    Weights load on the first `generate()` (or an explicit `load()`), so a run that finds all
+    its work already done never pays for loading.
+    """
     m = settings.model
-    key = (backend_name_for(settings), m.name, m.revision, m.device, m.dtype,
-           m.attn_implementation, m.quantization, m.batch_size, m.max_new_tokens,
-           str(settings.model_cache_dir))
+    key = (
+        backend_name_for(settings),
+        m.name,
+        m.revision,
+        m.device,
+        m.dtype,
+        m.attn_implementation,
+        m.quantization,
+        m.batch_size,
+        m.max_new_tokens,
+        str(settings.model_cache_dir),
+    )
     with _loaded_lock:
         model = _loaded.get(key)
         if model is None:
             model = create_model(settings)
-            model.load()
             _loaded[key] = model
         return model
 
@@ -138,10 +154,11 @@ def forget_loaded_models() -> None:
         _loaded.clear()
 
 
-def run_in_batches(model: VisionModel, requests: Sequence[VisionRequest], batch_size: int
-                   ) -> list[VisionOutput]:
+def run_in_batches(
+    model: VisionModel, requests: Sequence[VisionRequest], batch_size: int
+) -> list[VisionOutput]:
     """Split `requests` into batches of at most `batch_size` and keep the order of outputs."""
     outputs: list[VisionOutput] = []
     for start in range(0, len(requests), batch_size):
-        outputs.extend(model.generate(requests[start:start + batch_size]))
+        outputs.extend(model.generate(requests[start : start + batch_size]))
     return outputs

@@ -43,7 +43,9 @@ class ScriptedModel:
 
         def script(request: VisionRequest, number: int) -> Reply:
             if number >= len(queue):
-                raise AssertionError(f"scripted model got request {number + 1}, has {len(queue)} replies")
+                raise AssertionError(
+                    f"scripted model got request {number + 1}, has {len(queue)} replies"
+                )
             return queue[number]
 
         return cls(script, model_id)
@@ -63,14 +65,23 @@ class ScriptedModel:
         for reply in replies:
             if isinstance(reply, BaseException):
                 raise reply
-        return [self._output(request, reply) for request, reply in zip(requests, replies, strict=True)]
+        return [
+            self._output(request, reply) for request, reply in zip(requests, replies, strict=True)
+        ]
 
     def _output(self, request: VisionRequest, reply: Reply) -> VisionOutput:
-        text, stop = (reply, "end") if isinstance(reply, str) else reply  # type: ignore[misc]
+        stop: StopReason = "end"
+        if isinstance(reply, tuple):
+            text, stop = reply
+        else:
+            text = str(reply)
         image_tokens = sum(self.image_tokens(im.width, im.height) for im in request.images)
         return VisionOutput(
-            text=text, stop_reason=stop, input_tokens=image_tokens + len(request.prompt) // 4,
-            output_tokens=max(1, len(text) // 4), image_tokens=image_tokens,
+            text=text,
+            stop_reason=stop,
+            input_tokens=image_tokens + len(request.prompt) // 4,
+            output_tokens=max(1, len(text) // 4),
+            image_tokens=image_tokens,
         )
 
 
@@ -79,11 +90,15 @@ def empty_record_json(json_schema: dict[str, Any] | None) -> str:
     if not json_schema:
         return "{}"
     properties = json_schema.get("properties", {})
-    return json.dumps({name: ([] if _is_array(spec) else None) for name, spec in properties.items()})
+    return json.dumps(
+        {name: ([] if _is_array(spec) else None) for name, spec in properties.items()}
+    )
 
 
 def _is_array(spec: dict[str, Any]) -> bool:
-    return spec.get("type") == "array" or any(o.get("type") == "array" for o in spec.get("anyOf", []))
+    return spec.get("type") == "array" or any(
+        o.get("type") == "array" for o in spec.get("anyOf", [])
+    )
 
 
 def create(settings: Settings) -> ScriptedModel:

@@ -1,0 +1,155 @@
+"""The extraction flow: discover files, then one task per document (register + extract + store).
+
+Parameters are paths and non-secret setting overrides only: the database URL comes from the
+environment of whoever runs the flow (DOCEXTRACT_DB_URL), so it never shows in the Prefect UI.
+Tasks pass paths and ids; the model lives once per process (`pipeline.backends.get_model`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
+from sqlalchemy.exc import OperationalError
+
+from pipeline import progress
+from pipeline.errors import ConfigError, InputError, StoreError
+from pipeline.ingest import discover
+from pipeline.runner import Outcome, process, register
+from pipeline.settings import Settings
+from pipeline.store import repository as repo
+from pipeline.store.db import safe_url, session_factory, shared_engine
+from pipeline.types import Status
+
+SECRET_KEYS = {"db_url"}
+
+
+def build_settings(overrides: dict[str, Any] | None) -> Settings:
+    """Settings from the environment plus the flow's (non-secret) overrides."""
+    overrides = dict(overrides or {})
+    secret = SECRET_KEYS & set(overrides)
+    if secret:
+        raise ConfigError(
+            f"{sorted(secret)} cannot be flow parameters (they would show in the "
+            "Prefect UI); set DOCEXTRACT_DB_URL in the worker's environment."
+        )
+    return Settings(**overrides)
+
+
+@task(
+    name="extract-document",
+    retries=2,
+    retry_delay_seconds=10,
+    retry_condition_fn=lambda task, run, state: _is_infrastructure_fault(state),
+)
+def extract_document(
+    path: str, overrides: dict[str, Any], run_id: int, redo: list[str]
+) -> list[dict[str, Any]]:
+    """Register one file and extract every schema from it. Infrastructure faults (database,
+    I/O) are retried by Prefect; a bad document is not an error but a stored status."""
+    settings = build_settings(overrides)
+    factory = session_factory(shared_engine(settings.db_url.get_secret_value()))
+    try:
+        registered = register(factory, Path(path), settings)
+    except InputError as exc:  # unreadable: no hash, so no row to store the status in
+        progress.emit(progress.ProgressEvent("document_done", path=path, status="failed"))
+        return [
+            Outcome(
+                path, "", name, Status.FAILED.value, exc.message, None, 0.0, did_work=False
+            ).to_json()
+            for name in settings.schemas
+        ]
+    outcomes = process(factory, registered, settings, run_id=run_id, redo=[Status(s) for s in redo])
+    for outcome in outcomes:
+        progress.emit(progress.ProgressEvent("document_done", path=path, status=outcome.status))
+    return [o.to_json() for o in outcomes]
+
+
+def _is_infrastructure_fault(state: Any) -> bool:
+    exc = state.result(raise_on_failure=False)
+    return isinstance(exc, OperationalError | OSError)
+
+
+@flow(name="docextract-extract", log_prints=False, validate_parameters=True)
+def extract_flow(
+    paths: list[str],
+    overrides: dict[str, Any] | None = None,
+    kind: str = "run",
+    redo: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Extract every document under `paths` (files and folders, recursively).
+
+    Returns one summary row per (document, schema). Raises ConfigError/StoreError for a broken
+    run (bad settings, database unreachable) before any document is touched.
+    """
+    overrides = dict(overrides or {})
+    settings = build_settings(overrides)
+    url = settings.db_url.get_secret_value()
+    factory = session_factory(shared_engine(url))
+    files = discover([Path(p) for p in paths], skip=settings.inbox_skip)
+    progress.emit(progress.ProgressEvent("discovered", total=len(files)))
+    with factory.begin() as session:
+        run_id = repo.start_run(
+            session,
+            kind,
+            {
+                "paths": paths,
+                "overrides": overrides,
+                "database": safe_url(url),
+                "files": len(files),
+            },
+            flow_run_id=str(flow_run.get_id() or ""),
+        ).id
+    futures = [extract_document.submit(str(f), overrides, run_id, list(redo or [])) for f in files]
+    rows: list[dict[str, Any]] = []
+    for file, future in zip(files, futures, strict=True):
+        rows.extend(_rows_or_failure(str(file), future, settings))
+    counts = Counter(row["status"] for row in rows)
+    with factory.begin() as session:
+        repo.finish_run(
+            session,
+            run_id,
+            {
+                "documents": len(files),
+                "outcomes": dict(counts),
+                "did_work": sum(1 for row in rows if row["did_work"]),
+            },
+        )
+    return rows
+
+
+def _rows_or_failure(path: str, future: Any, settings: Settings) -> list[dict[str, Any]]:
+    """The task's rows; a task that failed for good becomes failed rows, so the batch goes on,
+    except for a broken run (configuration, database), which stops the flow."""
+    result = future.result(raise_on_failure=False)
+    if not isinstance(result, BaseException):
+        return result
+    if isinstance(result, ConfigError | StoreError):
+        raise result
+    message = f"{type(result).__name__}: {result} (the run log has the traceback)"
+    return [
+        Outcome(path, "", name, Status.FAILED.value, message, None, 0.0, did_work=False).to_json()
+        for name in settings.schemas
+    ]
+
+
+def runner_for(settings: Settings) -> ThreadPoolTaskRunner:
+    return ThreadPoolTaskRunner(max_workers=settings.workers)
+
+
+def run_extraction(
+    paths: list[str],
+    overrides: dict[str, Any],
+    settings: Settings,
+    *,
+    kind: str = "run",
+    redo: list[str] | None = None,
+) -> list[Outcome]:
+    """Run the flow in this process with the configured document concurrency."""
+    configured = extract_flow.with_options(task_runner=runner_for(settings))  # type: ignore[arg-type]
+    rows = configured(paths=paths, overrides=overrides, kind=kind, redo=redo or [])
+    return [Outcome(**row) for row in rows]

@@ -1,0 +1,184 @@
+"""How the CLI shows things: progress, run summaries, status tables, documents as JSON."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipeline import progress
+from pipeline.runner import Outcome
+from pipeline.store.models import Document, Extraction
+
+STATUS_STYLE = {
+    "succeeded": "green",
+    "needs_review": "yellow",
+    "partial": "yellow",
+    "failed": "red",
+    "running": "cyan",
+    "pending": "dim",
+}
+
+
+@contextmanager
+def progress_bar(console: Console, enabled: bool = True) -> Iterator[None]:
+    """A progress bar fed by the run's progress events (documents done of discovered)."""
+    if not enabled:
+        yield
+        return
+    bar = Progress(
+        TextColumn("[bold]extracting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[last]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    task = bar.add_task("documents", total=None, last="starting Prefect...")
+    done: set[str] = set()
+
+    def listen(event: progress.ProgressEvent) -> None:
+        if event.kind == "discovered":
+            bar.update(task, total=event.total, last="")
+        elif event.kind == "document_done" and event.path not in done:
+            done.add(event.path)
+            bar.update(task, advance=1, last=f"{event.path.rsplit('/', 1)[-1]}: {event.status}")
+
+    progress.add_listener(listen)
+    try:
+        with bar:
+            yield
+    finally:
+        progress.remove_listener(listen)
+
+
+def print_outcomes(console: Console, outcomes: Sequence[Outcome], as_json: bool = False) -> None:
+    if as_json:
+        print(json.dumps([o.to_json() for o in outcomes], indent=2))
+        return
+    table = Table(title="docextract run")
+    for column in ("document", "pages", "schema", "status", "reason", "seconds"):
+        table.add_column(column, overflow="fold")
+    for o in outcomes:
+        status = o.status if o.did_work else f"{o.status} (unchanged)"
+        table.add_row(
+            o.path.rsplit("/", 1)[-1],
+            str(o.pages or "-"),
+            o.schema,
+            f"[{STATUS_STYLE.get(o.status, '')}]{status}[/]",
+            o.reason or "",
+            f"{o.seconds:.1f}",
+        )
+    console.print(table)
+    counts = Counter(o.status for o in outcomes)
+    worked = sum(1 for o in outcomes if o.did_work)
+    console.print(
+        ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        + f"; {worked} extracted now, {len(outcomes) - worked} already done"
+    )
+
+
+def print_status(
+    console: Console, counts: dict[str, int], latest: Sequence[Extraction], as_json: bool = False
+) -> None:
+    rows = [_extraction_row(e) for e in latest]
+    if as_json:
+        print(json.dumps({"counts": counts, "latest": rows}, indent=2, default=str))
+        return
+    summary = Table(title="extractions by status")
+    summary.add_column("status")
+    summary.add_column("count", justify="right")
+    for status, count in sorted(counts.items()):
+        summary.add_row(f"[{STATUS_STYLE.get(status, '')}]{status}[/]", str(count))
+    console.print(summary)
+    table = Table(title="latest")
+    for column in ("document", "sha256", "schema", "model", "status", "reason", "updated"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["document"],
+            row["sha256"][:12],
+            row["schema"],
+            row["model_id"],
+            f"[{STATUS_STYLE.get(row['status'], '')}]{row['status']}[/]",
+            row["reason"] or "",
+            str(row["updated_at"])[:19],
+        )
+    console.print(table)
+
+
+def _extraction_row(e: Extraction) -> dict[str, Any]:
+    names = [p.name for p in e.document.paths]
+    reason = e.error_message or ("; ".join(e.review_reasons[:2]) if e.review_reasons else None)
+    return {
+        "document": names[-1] if names else "",
+        "sha256": e.document.sha256,
+        "schema": e.schema_name,
+        "model_id": e.model_id,
+        "status": e.status,
+        "error_category": e.error_category,
+        "reason": reason,
+        "updated_at": e.updated_at,
+    }
+
+
+def document_json(document: Document, raw: bool = False) -> dict[str, Any]:
+    """A document with its pages, current extractions (record + provenance) and history."""
+    return {
+        "sha256": document.sha256,
+        "media_type": document.media_type,
+        "size_bytes": document.size_bytes,
+        "page_count": document.page_count,
+        "paths": [p.path for p in document.paths],
+        "first_seen_at": str(document.first_seen_at),
+        "last_seen_at": str(document.last_seen_at),
+        "pages": [
+            {"number": p.number, "width": p.width, "height": p.height, "dpi": p.dpi}
+            for p in document.pages
+        ],
+        "extractions": [_extraction_json(e, raw) for e in document.extractions],
+    }
+
+
+def _extraction_json(e: Extraction, raw: bool) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "schema": e.schema_name,
+        "status": e.status,
+        "error_category": e.error_category,
+        "error_message": e.error_message,
+        "review_reasons": e.review_reasons,
+        "record": e.record,
+        "provenance": {
+            **e.provenance,
+            "model_id": e.model_id,
+            "schema_version": e.schema_version,
+            "prompt_version": e.prompt_version,
+        },
+        "tokens": {"image": e.image_tokens, "input": e.input_tokens, "output": e.output_tokens},
+        "pages": {"total": e.pages_total, "failed": e.pages_failed},
+        "timings": e.timings,
+        "seconds": e.seconds,
+        "attempts": e.attempts,
+        "errors": e.errors,
+        "updated_at": str(e.updated_at),
+        "history": [
+            {
+                "at": str(ev.at),
+                "status": ev.status,
+                "attempt": ev.attempt,
+                "error_category": ev.error_category,
+                "error_message": ev.error_message,
+            }
+            for ev in e.events
+        ],
+    }
+    if raw:
+        data["raw_outputs"] = e.raw_outputs
+    return data

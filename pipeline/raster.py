@@ -1,0 +1,574 @@
+"""Rasterize: a document's pages -> PNG files in the page cache, rendered in a sandbox.
+
+Untrusted bytes are only ever opened in `pipeline.render_worker`, a subprocess with an
+address-space cap, started in its own process group so that a deadline kills it together with
+poppler. Time limits: `render_timeout_s` for each step (reading the page list, or one chunk of
+`chunk_pages` pages), and `document_timeout_s` for the whole document. A page that fails becomes an
+`ErrorItem`; PDF pages that poppler fails on, times out on or crashes on are retried one by one
+with pdfium when `fallback_renderer="pdfium"`.
+
+Cache layout, keyed by content only: `cache_dir/sha[:2]/sha/p0001-200dpi.png`, plus `info.json`
+(page count, page sizes, renderer) so that a fully cached document starts no subprocess.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from pipeline.errors import ConfigError, InputError
+from pipeline.ingest import IMAGE_TYPES, PDF, IngestedFile
+from pipeline.settings import RasterSettings
+from pipeline.types import ErrorCategory, ErrorItem, PageImage
+
+log = logging.getLogger(__name__)
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_INFO_FILE = "info.json"
+
+
+@dataclass(frozen=True)
+class RasterResult:
+    """Pages that rendered (1-based `number`, sorted) and one error item per page that did not."""
+
+    page_count: int
+    pages: list[PageImage]
+    errors: list[ErrorItem]
+
+
+@dataclass(frozen=True)
+class _Step:
+    renderer: str  # "poppler", "pdfium" or "pillow"
+    dpi: int
+    pages: tuple[int, ...]  # contiguous, 1-based
+
+
+def document_cache_dir(cache_dir: Path, sha256: str) -> Path:
+    """`cache_dir/sha[:2]/sha`. Raises ValueError unless `sha256` is 64 lowercase hex digits."""
+    if not _SHA256.fullmatch(sha256):
+        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    return Path(cache_dir) / sha256[:2] / sha256
+
+
+def page_cache_path(cache_dir: Path, sha256: str, page: int, dpi: int) -> Path:
+    """Where page `page` (1-based) of the document `sha256` rendered at `dpi` is cached."""
+    return document_cache_dir(cache_dir, sha256) / f"p{page:04d}-{dpi}dpi.png"
+
+
+def fit_dpi(width_pt: float, height_pt: float, dpi: int, max_pixels: int) -> int | None:
+    """The largest DPI <= `dpi` at which a page of this size (points) has <= `max_pixels` pixels.
+
+    Sizes round up as in poppler. Returns None when not even 1 DPI fits.
+    """
+
+    def pixels(d: int) -> int:
+        return math.ceil(width_pt * d / 72) * math.ceil(height_pt * d / 72)
+
+    if pixels(dpi) <= max_pixels:
+        return dpi
+    d = min(dpi, int(72 * math.sqrt(max_pixels / (width_pt * height_pt))))
+    while d >= 1 and pixels(d) > max_pixels:
+        d -= 1
+    return d if d >= 1 else None
+
+
+def rasterize(
+    file: IngestedFile, settings: RasterSettings, cache_dir: Path, password: str | None = None
+) -> RasterResult:
+    """Render every page of `file` to PNG in the page cache; cached pages are not rendered again.
+
+    PDF pages are rendered at `settings.dpi`, or at the lower DPI that keeps them under
+    `max_page_pixels` (`PageImage.dpi` says which); /Rotate is applied. Images keep their pixels
+    (EXIF orientation applied, converted to 8-bit RGB on white); their `dpi` is the one they
+    declare, else `settings.dpi`. `password` opens encrypted PDFs.
+
+    Raises `InputError` for the whole document: password_required, not_a_document, corrupt,
+    zero_pages, too_large (pages > max_pages, an image above the pixel cap), render_timeout,
+    render_crash; and, when no page at all rendered, with the most common page category.
+    Raises `ConfigError` when the renderer cannot run here (poppler missing).
+    """
+    kind = _kind(file)
+    doc_dir = document_cache_dir(cache_dir, file.sha256)
+    doc_dir.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + settings.document_timeout_s
+    # Pages opened with a password are never described from the cache without one.
+    info = _cached_info(doc_dir, settings) if password is None else None
+    if info is None:
+        info = _fetch_info(file, kind, settings, password, deadline, doc_dir)
+        if password is None:
+            _write_json(doc_dir / _INFO_FILE, info)
+    _check_page_count(file, info, settings)
+    pages, errors, steps = _plan(file, info, settings, cache_dir)
+    render = _DocumentRender(
+        file, kind, settings, password if info["use_password"] else None, cache_dir, info, deadline
+    )
+    render.run(steps)
+    pages += render.pages
+    errors += render.errors
+    pages.sort(key=lambda p: p.number)
+    errors.sort(key=lambda e: e.page or 0)
+    if not pages:
+        raise _nothing_rendered(file, errors)
+    return RasterResult(info["page_count"], pages, errors)
+
+
+def _kind(file: IngestedFile) -> str:
+    if file.media_type == PDF:
+        return "pdf"
+    if file.media_type in IMAGE_TYPES:
+        return "image"
+    raise InputError(
+        ErrorCategory.NOT_A_DOCUMENT,
+        f"{file.path.name!r} has media type {file.media_type!r}: not a PDF or image",
+    )
+
+
+def _cached_info(doc_dir: Path, settings: RasterSettings) -> dict[str, Any] | None:
+    try:
+        info = json.loads((doc_dir / _INFO_FILE).read_text())
+        complete = len(info["pages"]) >= min(info["page_count"], settings.max_pages)
+    except (OSError, ValueError, KeyError, TypeError):  # absent or unreadable: describe again
+        return None
+    if info.get("renderer") == "pdfium" and settings.fallback_renderer == "none":
+        return None
+    return info if complete else None
+
+
+def _fetch_info(
+    file: IngestedFile,
+    kind: str,
+    settings: RasterSettings,
+    password: str | None,
+    deadline: float,
+    work_dir: Path,
+) -> dict[str, Any]:
+    request = _request(
+        file, kind, settings, password, work_dir, op="info", fallback=settings.fallback_renderer
+    )
+    step_end = min(time.monotonic() + settings.render_timeout_s, deadline)
+    try:
+        with _WorkerRun(request) as worker:
+            for event in worker.events(lambda: step_end):
+                if event["event"] == "info":
+                    return {
+                        k: event[k] for k in ("renderer", "page_count", "use_password", "pages")
+                    }
+                if event["event"] == "error":
+                    raise _document_error(file, event)
+    except _WorkerTimedOut as exc:
+        raise InputError(
+            ErrorCategory.RENDER_TIMEOUT,
+            f"{file.path.name!r}: opening it took longer than render_timeout_s="
+            f"{settings.render_timeout_s}; raise DOCEXTRACT_RASTER__RENDER_TIMEOUT_S "
+            "if the file is legitimate",
+        ) from exc
+    except _WorkerCrashed as exc:
+        raise InputError(exc.category, f"{file.path.name!r}: opening it {exc}") from exc
+    raise InputError(
+        ErrorCategory.RENDER_CRASH,
+        f"{file.path.name!r}: the render worker ended without describing the file",
+    )
+
+
+def _document_error(file: IngestedFile, event: dict[str, Any]) -> Exception:
+    if event["category"] == "config_error":
+        return ConfigError(event["message"])
+    return InputError(ErrorCategory(event["category"]), f"{file.path.name!r}: {event['message']}")
+
+
+def _check_page_count(file: IngestedFile, info: dict[str, Any], settings: RasterSettings) -> None:
+    if info["page_count"] == 0:
+        raise InputError(ErrorCategory.ZERO_PAGES, f"{file.path.name!r} has no pages")
+    if info["page_count"] > settings.max_pages:
+        raise InputError(
+            ErrorCategory.TOO_LARGE,
+            f"{file.path.name!r} has at least {info['page_count']} pages, more than "
+            f"max_pages={settings.max_pages}; split it or raise "
+            "DOCEXTRACT_RASTER__MAX_PAGES",
+        )
+
+
+def _plan(
+    file: IngestedFile, info: dict[str, Any], settings: RasterSettings, cache_dir: Path
+) -> tuple[list[PageImage], list[ErrorItem], list[_Step]]:
+    """Cached pages, pages that cannot be rendered at all, and chunks for the rest."""
+    pages: list[PageImage] = []
+    errors: list[ErrorItem] = []
+    todo: list[tuple[int, int]] = []  # (page, dpi)
+    for number, page in enumerate(info["pages"], start=1):
+        dpi, error = _page_dpi(page, info["renderer"], settings)
+        if error is not None:
+            errors.append(ErrorItem(error[0], f"page {number}: {error[1]}", number))
+            continue
+        assert dpi is not None
+        path = page_cache_path(cache_dir, file.sha256, number, dpi)
+        size = _cached_size(path)
+        if size is None:
+            todo.append((number, dpi))
+        else:
+            pages.append(PageImage(number, path, *size, dpi, 0.0, page["rotate"]))
+    steps: list[_Step] = []
+    for number, dpi in todo:
+        last = steps[-1] if steps else None
+        if (
+            last
+            and last.dpi == dpi
+            and last.pages[-1] == number - 1
+            and len(last.pages) < settings.chunk_pages
+        ):
+            steps[-1] = _Step(last.renderer, dpi, (*last.pages, number))
+        else:
+            steps.append(_Step(info["renderer"], dpi, (number,)))
+    return pages, errors, steps
+
+
+def _cached_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of a cached page, or None to render it (again)."""
+    try:
+        with Image.open(path) as im:  # our own PNG: only the header is read
+            return im.size
+    except FileNotFoundError:
+        return None
+    except OSError:  # damaged on disk: render it again
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _page_dpi(
+    page: dict[str, Any], renderer: str, settings: RasterSettings
+) -> tuple[int | None, tuple[ErrorCategory, str] | None]:
+    width, height, cap = page["w"], page["h"], settings.max_page_pixels
+    if width < 1 or height < 1:
+        return None, (ErrorCategory.CORRUPT, f"the page is empty or unreadable ({width}x{height})")
+    if renderer == "pillow":
+        if width * height > cap:
+            return None, (
+                ErrorCategory.TOO_LARGE,
+                f"{width}x{height} px is above "
+                f"max_page_pixels={cap}; raise DOCEXTRACT_RASTER__MAX_PAGE_PIXELS",
+            )
+        return page["dpi"] or settings.dpi, None
+    dpi = fit_dpi(width, height, settings.dpi, cap)
+    if dpi is None:
+        return None, (
+            ErrorCategory.TOO_LARGE,
+            f"{width} x {height} pt does not fit max_page_pixels={cap} even at 1 DPI",
+        )
+    return dpi, None
+
+
+def _expected_size(page: dict[str, Any], dpi: int, renderer: str) -> tuple[int, int] | None:
+    """Pixel size of a PDF page at `dpi`, either orientation; None for images (kept as is)."""
+    if renderer == "pillow":
+        return None
+    return math.ceil(page["w"] * dpi / 72), math.ceil(page["h"] * dpi / 72)
+
+
+def _request(
+    file: IngestedFile,
+    kind: str,
+    settings: RasterSettings,
+    password: str | None,
+    work_dir: Path,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "path": str(file.path),
+        "password": password,
+        "memory_mb": settings.render_memory_mb,
+        "max_page_pixels": settings.max_page_pixels,
+        "max_pages": settings.max_pages,
+        "threads": settings.render_threads,
+        "work_dir": str(work_dir),
+        **extra,
+    }
+
+
+class _DocumentRender:
+    """Runs the render steps of one document through workers, collecting pages and page errors.
+
+    After a timeout or crash the worker is gone: the step in progress is failed (PDF pages that
+    poppler failed go to pdfium, one page per step) and the steps after it go to a fresh worker.
+    """
+
+    def __init__(
+        self,
+        file: IngestedFile,
+        kind: str,
+        settings: RasterSettings,
+        password: str | None,
+        cache_dir: Path,
+        info: dict[str, Any],
+        deadline: float,
+    ) -> None:
+        self.file, self.kind, self.settings, self.password = file, kind, settings, password
+        self.cache_dir, self.info, self.deadline = cache_dir, info, deadline
+        self.pages: list[PageImage] = []
+        self.errors: list[ErrorItem] = []
+        self._retries: list[_Step] = []
+
+    def run(self, steps: list[_Step]) -> None:
+        """Render until every page of `steps` is a page or an error. Each worker run consumes
+        at least one step, and pdfium steps are never retried, so this ends."""
+        while steps:
+            steps = self._run_worker(steps)
+
+    def _path(self, number: int, dpi: int) -> Path:
+        return page_cache_path(self.cache_dir, self.file.sha256, number, dpi)
+
+    def _step_end(self) -> float:
+        return min(time.monotonic() + self.settings.render_timeout_s, self.deadline)
+
+    def _run_worker(self, steps: list[_Step]) -> list[_Step]:
+        """Run `steps` in one worker; return the steps still to run."""
+        request = _request(
+            self.file,
+            self.kind,
+            self.settings,
+            self.password,
+            document_cache_dir(self.cache_dir, self.file.sha256),
+            op="render",
+            steps=[
+                {
+                    "renderer": s.renderer,
+                    "dpi": s.dpi,
+                    "pages": [[n, str(self._path(n, s.dpi))] for n in s.pages],
+                }
+                for s in steps
+            ],
+        )
+        self._retries = []
+        current, finished, step_end = 0, set(), [self._step_end()]
+        try:
+            with _WorkerRun(request) as worker:
+                for event in worker.events(lambda: step_end[0]):
+                    name = event["event"]
+                    if name == "done":
+                        return self._retries
+                    if name == "error":
+                        raise _document_error(self.file, event)
+                    if name == "step":
+                        current, step_end[0] = event["index"], self._step_end()
+                        continue
+                    finished.add(event["page"])
+                    if name == "page":
+                        self._on_page(steps[current], event)
+                    else:
+                        self._fail(
+                            steps[current],
+                            event["page"],
+                            ErrorCategory(event["category"]),
+                            event["message"],
+                            event["retry"],
+                        )
+            category, why = ErrorCategory.RENDER_CRASH, "the render worker stopped early"
+        except _WorkerTimedOut as exc:
+            if time.monotonic() >= self.deadline:
+                raise InputError(
+                    ErrorCategory.RENDER_TIMEOUT,
+                    f"{self.file.path.name!r}: rendering took longer than "
+                    f"document_timeout_s={self.settings.document_timeout_s}; raise "
+                    "DOCEXTRACT_RASTER__DOCUMENT_TIMEOUT_S if it is legitimate",
+                ) from exc
+            category, why = (
+                ErrorCategory.RENDER_TIMEOUT,
+                (f"rendering took longer than render_timeout_s={self.settings.render_timeout_s}"),
+            )
+        except _WorkerCrashed as exc:
+            category, why = exc.category, f"rendering {exc}"
+        for number in steps[current].pages:
+            if number not in finished:
+                self._fail(steps[current], number, category, why, retry=True)
+        return self._retries + steps[current + 1 :]
+
+    def _on_page(self, step: _Step, event: dict[str, Any]) -> None:
+        number, size = event["page"], (event["width"], event["height"])
+        page = self.info["pages"][number - 1]
+        expected = _expected_size(page, step.dpi, self.info["renderer"])
+        if expected and sorted(size) != sorted(expected):
+            # pdftoppm writes a 1x1 page when its bitmap cannot be allocated.
+            self._path(number, step.dpi).unlink(missing_ok=True)
+            self._fail(
+                step,
+                number,
+                ErrorCategory.TOO_LARGE,
+                f"the renderer produced {size[0]}x{size[1]} px instead of "
+                f"{expected[0]}x{expected[1]}, as it does when out of memory; raise "
+                "DOCEXTRACT_RASTER__RENDER_MEMORY_MB",
+                retry=True,
+            )
+            return
+        self.pages.append(
+            PageImage(
+                number,
+                self._path(number, step.dpi),
+                *size,
+                step.dpi,
+                event["seconds"],
+                page["rotate"],
+            )
+        )
+
+    def _fail(
+        self, step: _Step, number: int, category: ErrorCategory, why: str, retry: bool
+    ) -> None:
+        if retry and step.renderer == "poppler" and self.settings.fallback_renderer == "pdfium":
+            log.debug("%s page %d: %s; retrying with pdfium", self.file.path.name, number, why)
+            self._retries.append(_Step("pdfium", step.dpi, (number,)))
+        else:
+            self.errors.append(ErrorItem(category, f"page {number}: {why}", number))
+
+
+def _nothing_rendered(file: IngestedFile, errors: list[ErrorItem]) -> InputError:
+    category = Counter(e.category for e in errors).most_common(1)[0][0]
+    first = next(e for e in errors if e.category == category)
+    return InputError(category, f"{file.path.name!r}: no page could be rendered; {first.message}")
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)  # readers never see half a file
+
+
+# ---------------------------------------------------------------- the sandboxed subprocess
+
+
+class _WorkerTimedOut(Exception):
+    """The worker missed its deadline and was killed."""
+
+
+class _WorkerCrashed(Exception):
+    """The worker died or broke the protocol; `category` says how it is recorded."""
+
+    def __init__(self, category: ErrorCategory, message: str) -> None:
+        super().__init__(message)
+        self.category = category
+
+
+def _worker_argv() -> list[str]:
+    return [sys.executable, "-m", "pipeline.render_worker"]
+
+
+class _WorkerRun:
+    """One render subprocess serving one request. Leaving the `with` block kills its process
+    group (the worker and any pdftoppm it started) whatever happened."""
+
+    def __init__(self, request: dict[str, Any]) -> None:
+        # The request goes through a file, not a pipe: writing can never block on a stuck child.
+        self._stdin = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
+        self._stdin.write(json.dumps(request).encode())
+        self._stdin.seek(0)
+        # stderr is read only for a diagnosis, never shown on the console.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
+        self._work_dir = Path(request["work_dir"])
+        argv = _worker_argv()
+        try:
+            self._proc = subprocess.Popen(
+                argv,
+                stdin=self._stdin,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise ConfigError(f"cannot start the render worker {argv!r}: {exc}") from exc
+
+    def __enter__(self) -> _WorkerRun:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        with contextlib.suppress(ProcessLookupError):  # already gone, group and all
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        self._proc.wait()
+        # A killed worker leaves its temp files (named with its pid) behind; no one else's.
+        for leftover in [
+            *self._work_dir.glob(f".chunk-{self._proc.pid}-*"),
+            *self._work_dir.glob(f".*.{self._proc.pid}.tmp"),
+        ]:
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+        assert self._proc.stdout is not None
+        self._proc.stdout.close()
+        self._stdin.close()
+        self._stderr.close()
+
+    def events(self, deadline: Callable[[], float]) -> Iterator[dict[str, Any]]:
+        """Yield the worker's events until it closes stdout. `deadline()` (time.monotonic()
+        seconds) is read again after every event, so the caller can move it per step.
+
+        Raises `_WorkerTimedOut` past the deadline, `_WorkerCrashed` when the worker ends
+        without saying "done" or writes something that is not an event.
+        """
+        assert self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        buffer = b""
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while True:
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    try:
+                        event = json.loads(line)
+                    except ValueError as exc:
+                        raise _WorkerCrashed(
+                            ErrorCategory.RENDER_CRASH,
+                            f"failed: the render worker wrote {line[:80]!r}",
+                        ) from exc
+                    yield event
+                    if event.get("event") == "done":
+                        return
+                remaining = deadline() - time.monotonic()
+                if remaining <= 0:
+                    raise _WorkerTimedOut()
+                if not selector.select(remaining):
+                    continue
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    break  # end of file: the worker exited without "done"
+                buffer += chunk
+        raise self._diagnose()
+
+    def _diagnose(self) -> _WorkerCrashed:
+        try:
+            code = self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        self._stderr.seek(0, os.SEEK_END)
+        self._stderr.seek(max(0, self._stderr.tell() - 600))
+        tail = self._stderr.read().decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+        if "MemoryError" in tail[0]:
+            return _WorkerCrashed(
+                ErrorCategory.TOO_LARGE,
+                "ran out of memory in the render worker; raise DOCEXTRACT_RASTER__RENDER_MEMORY_MB",
+            )
+        how = (
+            f"was killed by {signal.Signals(-code).name}"
+            if code is not None and code < 0
+            else f"exited with status {code}"
+        )
+        return _WorkerCrashed(
+            ErrorCategory.RENDER_CRASH,
+            f"failed: the render worker {how} ({tail[0][:200] or 'no message'})",
+        )

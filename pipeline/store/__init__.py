@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, sessions, Alembic migrations and repository functions."""

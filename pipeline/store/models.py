@@ -1,0 +1,194 @@
+"""SQLAlchemy 2.x models: documents, their paths and pages, runs, extractions and their history.
+
+An extraction's identity is the unit of work of the design: (document, schema, schema version,
+model id, prompt version). The `extractions` row is the current result; `extraction_events` is
+append-only, one row per status change, so nothing about an earlier attempt is lost.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSONType,
+        list[Any]: JSONType,
+        datetime: DateTime(timezone=True),
+    }
+
+
+class Document(Base):
+    """One row per unique content (sha256): the same bytes under two names are one document."""
+
+    __tablename__ = "documents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    media_type: Mapped[str | None] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    page_count: Mapped[int | None]
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    paths: Mapped[list[DocumentPath]] = relationship(
+        back_populates="document", order_by="DocumentPath.id", cascade="all, delete-orphan"
+    )
+    pages: Mapped[list[Page]] = relationship(
+        back_populates="document", order_by="Page.number", cascade="all, delete-orphan"
+    )
+    extractions: Mapped[list[Extraction]] = relationship(
+        back_populates="document", order_by="Extraction.id", cascade="all, delete-orphan"
+    )
+
+
+class DocumentPath(Base):
+    """Every path a document was seen under (the file name users search by)."""
+
+    __tablename__ = "document_paths"
+    __table_args__ = (UniqueConstraint("document_id", "path"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(String(255), index=True)
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    document: Mapped[Document] = relationship(back_populates="paths")
+
+
+class Page(Base):
+    __tablename__ = "pages"
+    __table_args__ = (UniqueConstraint("document_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
+    number: Mapped[int]
+    width: Mapped[int]
+    height: Mapped[int]
+    dpi: Mapped[int]
+    rotation: Mapped[int] = mapped_column(default=0)
+    render_seconds: Mapped[float] = mapped_column(default=0.0)
+
+    document: Mapped[Document] = relationship(back_populates="pages")
+
+
+class Run(Base):
+    """One invocation (CLI run, rerun, scheduled flow run): who started it, with what, results."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    started_by: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class Extraction(Base):
+    """The current result of one unit of work.
+
+    Unique per (document, schema, schema version, model id, prompt version).
+    """
+
+    __tablename__ = "extractions"
+    __table_args__ = (
+        UniqueConstraint(
+            "document_id",
+            "schema_name",
+            "schema_version",
+            "model_id",
+            "prompt_version",
+            name="uq_extractions_unit_of_work",
+        ),
+        Index("ix_extractions_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
+    schema_name: Mapped[str] = mapped_column(String(128))
+    schema_version: Mapped[str] = mapped_column(String(32))
+    model_id: Mapped[str] = mapped_column(String(255))
+    prompt_version: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    error_category: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    record: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    review_reasons: Mapped[list[Any]] = mapped_column(default=list)
+    errors: Mapped[list[Any]] = mapped_column(default=list)
+    raw_outputs: Mapped[list[Any]] = mapped_column(default=list)
+    provenance: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    pages_total: Mapped[int] = mapped_column(default=0)
+    pages_failed: Mapped[int] = mapped_column(default=0)
+    image_tokens: Mapped[int] = mapped_column(default=0)
+    input_tokens: Mapped[int] = mapped_column(default=0)
+    output_tokens: Mapped[int] = mapped_column(default=0)
+    model_calls: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0)
+    seconds: Mapped[float] = mapped_column(default=0.0)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    claimed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    document: Mapped[Document] = relationship(back_populates="extractions")
+    events: Mapped[list[ExtractionEvent]] = relationship(
+        back_populates="extraction", order_by="ExtractionEvent.id", cascade="all, delete-orphan"
+    )
+
+
+class ExtractionEvent(Base):
+    """Append-only history: one row per status change of an extraction, with what it held."""
+
+    __tablename__ = "extraction_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    extraction_id: Mapped[int] = mapped_column(
+        ForeignKey("extractions.id", ondelete="CASCADE"), index=True
+    )
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(default=0)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    error_category: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    record: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    review_reasons: Mapped[list[Any]] = mapped_column(default=list)
+
+    extraction: Mapped[Extraction] = relationship(back_populates="events")

@@ -1,0 +1,332 @@
+"""Store functions. Each takes a Session; the caller (flow task or CLI) owns the transaction.
+
+Claims make concurrent workers safe on PostgreSQL and SQLite alike: a worker owns an extraction
+only after a conditional UPDATE (compare-and-set on status and lease) changed exactly one row,
+and only the owner can write the result.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from pipeline.store.models import (
+    Document,
+    DocumentPath,
+    Extraction,
+    ExtractionEvent,
+    Page,
+    Run,
+    utcnow,
+)
+from pipeline.types import PageImage, Status
+
+
+def worker_name() -> str:
+    """Who is working: user@host:pid, stored with claims, runs and history."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}:{os.getpid()}"
+
+
+def _insert_ignoring_conflicts(
+    session: Session, model: type, values: dict[str, Any], keys: Sequence[str]
+) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING, race-free on both dialects."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(model).values(**values).on_conflict_do_nothing(index_elements=list(keys))
+    session.execute(statement)
+
+
+def register_document(
+    session: Session, path: Path, sha256: str, size_bytes: int, media_type: str | None
+) -> Document:
+    """The Document for these bytes (created on first sight), with `path` recorded."""
+    now = utcnow()
+    _insert_ignoring_conflicts(
+        session,
+        Document,
+        {
+            "sha256": sha256,
+            "size_bytes": size_bytes,
+            "media_type": media_type,
+            "first_seen_at": now,
+            "last_seen_at": now,
+        },
+        ["sha256"],
+    )
+    document = session.scalars(select(Document).where(Document.sha256 == sha256)).one()
+    document.last_seen_at = now
+    if media_type and not document.media_type:
+        document.media_type = media_type
+    resolved = str(path.resolve())
+    _insert_ignoring_conflicts(
+        session,
+        DocumentPath,
+        {
+            "document_id": document.id,
+            "path": resolved,
+            "name": path.name,
+            "first_seen_at": now,
+            "last_seen_at": now,
+        },
+        ["document_id", "path"],
+    )
+    session.execute(
+        update(DocumentPath)
+        .where(DocumentPath.document_id == document.id, DocumentPath.path == resolved)
+        .values(last_seen_at=now)
+    )
+    return document
+
+
+def record_pages(
+    session: Session, document: Document, page_count: int, pages: Sequence[PageImage]
+) -> None:
+    """Store the page count and each rendered page's size, DPI and render time."""
+    document.page_count = page_count
+    existing = {p.number: p for p in document.pages}
+    for image in pages:
+        row = existing.get(image.number)
+        if row is None:
+            row = Page(document=document, number=image.number)
+            session.add(row)
+        row.width, row.height, row.dpi = image.width, image.height, image.dpi
+        row.rotation, row.render_seconds = image.rotation, image.render_seconds
+
+
+def start_run(
+    session: Session, kind: str, parameters: dict[str, Any], flow_run_id: str | None = None
+) -> Run:
+    run = Run(kind=kind, started_by=worker_name(), parameters=parameters, flow_run_id=flow_run_id)
+    session.add(run)
+    session.flush()
+    return run
+
+
+def finish_run(session: Session, run_id: int, counts: dict[str, Any]) -> None:
+    run = session.get(Run, run_id)
+    if run is not None:
+        run.finished_at, run.counts = utcnow(), counts
+
+
+@dataclass(frozen=True)
+class UnitOfWork:
+    """The identity of an extraction: rerunning the same unit does no new work."""
+
+    document_id: int
+    schema_name: str
+    schema_version: str
+    model_id: str
+    prompt_version: str
+
+    def where(self) -> Any:
+        return and_(
+            Extraction.document_id == self.document_id,
+            Extraction.schema_name == self.schema_name,
+            Extraction.schema_version == self.schema_version,
+            Extraction.model_id == self.model_id,
+            Extraction.prompt_version == self.prompt_version,
+        )
+
+
+def claim(
+    session: Session,
+    unit: UnitOfWork,
+    worker: str,
+    *,
+    lease: timedelta,
+    run_id: int | None = None,
+    redo: Sequence[Status] = (),
+) -> Extraction | None:
+    """Take ownership of `unit`, creating its row if needed; None when it is not ours to do.
+
+    Claimable: a new or pending row, a running row whose lease expired (its worker died), or a
+    final row whose status is in `redo` (an explicit rerun). Commit right after, so other
+    workers see the claim.
+    """
+    now = utcnow()
+    _insert_ignoring_conflicts(
+        session,
+        Extraction,
+        {
+            "document_id": unit.document_id,
+            "schema_name": unit.schema_name,
+            "schema_version": unit.schema_version,
+            "model_id": unit.model_id,
+            "prompt_version": unit.prompt_version,
+            "status": Status.PENDING.value,
+            "created_at": now,
+            "updated_at": now,
+            "review_reasons": [],
+            "errors": [],
+            "raw_outputs": [],
+            "provenance": {},
+            "timings": {},
+        },
+        ["document_id", "schema_name", "schema_version", "model_id", "prompt_version"],
+    )
+    running = Extraction.status == Status.RUNNING.value
+    claimable = [
+        Extraction.status == Status.PENDING.value,
+        and_(running, Extraction.claimed_at < now - lease),
+        and_(running, Extraction.claimed_by == worker),
+    ]  # our own claim (task retry)
+    if redo:
+        claimable.append(Extraction.status.in_([s.value for s in redo]))
+    result = session.execute(
+        update(Extraction)
+        .where(unit.where(), or_(*claimable))
+        .values(
+            status=Status.RUNNING.value,
+            claimed_by=worker,
+            claimed_at=now,
+            updated_at=now,
+            run_id=run_id,
+            attempts=Extraction.attempts + 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    extraction = session.scalars(select(Extraction).where(unit.where())).one()
+    session.refresh(extraction)
+    session.add(
+        ExtractionEvent(
+            extraction=extraction,
+            run_id=run_id,
+            status=Status.RUNNING.value,
+            attempt=extraction.attempts,
+            worker=worker,
+        )
+    )
+    return extraction
+
+
+def renew_claim(session: Session, extraction_id: int, worker: str) -> bool:
+    """Extend the lease of a claim we hold; False when someone else took it over."""
+    result = session.execute(
+        update(Extraction)
+        .where(
+            Extraction.id == extraction_id,
+            Extraction.claimed_by == worker,
+            Extraction.status == Status.RUNNING.value,
+        )
+        .values(claimed_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def release(session: Session, extraction_id: int, worker: str, reason: str) -> bool:
+    """Give a claim back (status pending) when the run stops for a reason that is not the
+    document's fault (configuration, database), so the next run picks it up at once."""
+    result = session.execute(
+        update(Extraction)
+        .where(
+            Extraction.id == extraction_id,
+            Extraction.claimed_by == worker,
+            Extraction.status == Status.RUNNING.value,
+        )
+        .values(status=Status.PENDING.value, claimed_by=None, claimed_at=None, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    session.add(
+        ExtractionEvent(
+            extraction_id=extraction_id,
+            status=Status.PENDING.value,
+            worker=worker,
+            error_message=reason,
+        )
+    )
+    return True
+
+
+def current_extraction(session: Session, unit: UnitOfWork) -> Extraction | None:
+    return session.scalars(select(Extraction).where(unit.where())).one_or_none()
+
+
+def save_outcome(session: Session, extraction_id: int, worker: str, fields: dict[str, Any]) -> bool:
+    """Write a final outcome if we still own the claim, and append it to the history.
+
+    `fields` are Extraction columns (status, record, errors, tokens, timings...). Returns False
+    (writing nothing) when the claim was lost to another worker after our lease expired.
+    """
+    now = utcnow()
+    result = session.execute(
+        update(Extraction)
+        .where(
+            Extraction.id == extraction_id,
+            Extraction.claimed_by == worker,
+            Extraction.status == Status.RUNNING.value,
+        )
+        .values(**fields, claimed_by=None, claimed_at=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    extraction = session.get(Extraction, extraction_id)
+    assert extraction is not None
+    session.refresh(extraction)
+    session.add(
+        ExtractionEvent(
+            extraction_id=extraction_id,
+            run_id=extraction.run_id,
+            at=now,
+            status=fields["status"],
+            attempt=extraction.attempts,
+            worker=worker,
+            error_category=fields.get("error_category"),
+            error_message=fields.get("error_message"),
+            record=fields.get("record"),
+            review_reasons=fields.get("review_reasons", []),
+        )
+    )
+    return True
+
+
+def status_counts(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Extraction.status, func.count()).group_by(Extraction.status))
+    return {status: count for status, count in rows}
+
+
+def latest_extractions(session: Session, limit: int = 20) -> list[Extraction]:
+    return list(
+        session.scalars(
+            select(Extraction)
+            .order_by(Extraction.updated_at.desc(), Extraction.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def find_documents(session: Session, reference: str) -> list[Document]:
+    """Documents whose sha256 starts with `reference` or whose file name equals it."""
+    by_hash = select(Document).where(Document.sha256.startswith(reference.lower()))
+    by_name = (
+        select(Document)
+        .join(DocumentPath)
+        .where(or_(DocumentPath.name == reference, DocumentPath.path == reference))
+    )
+    found = {d.id: d for d in session.scalars(by_hash)} if len(reference) >= 6 else {}
+    found.update({d.id: d for d in session.scalars(by_name)})
+    return sorted(found.values(), key=lambda d: d.id)
+
+
+def seen_since(session: Session, since: datetime) -> list[Document]:
+    return list(session.scalars(select(Document).where(Document.last_seen_at >= since)))

@@ -1,0 +1,170 @@
+"""Extraction logic with a scripted backend: validation, re-ask, statuses, merge, model faults."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import make_page
+
+from pipeline.backends.scripted import ScriptedModel
+from pipeline.errors import ModelError
+from pipeline.extraction import extract
+from pipeline.settings import Settings
+from pipeline.types import ErrorCategory, ErrorItem, Status, VisionRequest
+from schemas.invoice import Invoice
+
+GOOD = {
+    "invoice_number": "INV-1",
+    "issue_date": "2024-03-01",
+    "due_date": "2024-03-31",
+    "total": "119.00",
+    "subtotal": "100.00",
+    "tax_total": "19.00",
+    "line_items": [
+        {"description": "Widget", "quantity": "2", "unit_price": "50.00", "amount": "100.00"}
+    ],
+}
+
+
+def answer(**changes: object) -> str:
+    return json.dumps({**GOOD, **changes})
+
+
+def test_valid_answer_succeeds_and_keeps_raw_text(tmp_path: Path, settings: Settings) -> None:
+    model = ScriptedModel.from_replies([answer()])
+    result = extract([make_page(tmp_path, 1)], Invoice, model, settings)
+    assert result.status is Status.SUCCEEDED
+    assert result.record is not None and result.record["total"] == "119.00"
+    assert [c.text for c in result.calls] == [answer()]
+    assert model.requests[0].json_schema == Invoice.grammar_schema()
+
+
+def test_invalid_json_is_reasked_with_the_validation_error(
+    tmp_path: Path, settings: Settings
+) -> None:
+    model = ScriptedModel.from_replies([answer(issue_date="not a date"), answer()])
+    result = extract([make_page(tmp_path, 1)], Invoice, model, settings)
+    assert result.status is Status.SUCCEEDED
+    first, second = model.requests
+    assert "rejected" not in first.prompt
+    assert "issue_date" in second.prompt and "rejected" in second.prompt
+    assert [c.attempt for c in result.calls] == [0, 1]
+    assert result.calls[0].problem and "issue_date" in result.calls[0].problem
+
+
+def test_truncated_answer_counts_as_invalid(tmp_path: Path, settings: Settings) -> None:
+    model = ScriptedModel.from_replies([(answer()[:40], "length"), answer()])
+    result = extract([make_page(tmp_path, 1)], Invoice, model, settings)
+    assert result.status is Status.SUCCEEDED
+    assert "cut off" in model.requests[1].prompt
+
+
+def test_reasks_are_bounded_and_end_failed(tmp_path: Path, settings: Settings) -> None:
+    settings.extraction.max_reasks = 2
+    model = ScriptedModel.from_replies(["{not json"] * 3)
+    result = extract([make_page(tmp_path, 1)], Invoice, model, settings)
+    assert len(model.requests) == 3
+    assert result.status is Status.FAILED
+    assert result.error_category is ErrorCategory.INVALID_OUTPUT
+    assert result.record is None and result.pages_failed == 1
+
+
+def test_rule_failure_gives_needs_review_with_reason(tmp_path: Path, settings: Settings) -> None:
+    model = ScriptedModel.from_replies([answer(total="150.00")])
+    result = extract([make_page(tmp_path, 1)], Invoice, model, settings)
+    assert result.status is Status.NEEDS_REVIEW
+    assert any("!= total 150.00" in r for r in result.review_reasons)
+
+
+def fails_on_999px_pages(request: VisionRequest, number: int) -> str:
+    """Pages 999 px high get a broken answer, every other page a good one."""
+    return "{broken" if request.images[0].height == 999 else answer()
+
+
+def test_page_failures_within_budget_are_partial(tmp_path: Path, settings: Settings) -> None:
+    settings.extraction.max_reasks = 0
+    pages = [make_page(tmp_path / "a", 1), make_page(tmp_path / "b", 2, size=(700, 999))]
+    result = extract(pages, Invoice, ScriptedModel(fails_on_999px_pages), settings)
+    assert result.status is Status.PARTIAL
+    assert result.pages_failed == 1 and result.errors[0].page == 2
+    assert result.record is not None
+
+
+def test_page_failures_beyond_budget_are_failed(tmp_path: Path, settings: Settings) -> None:
+    settings.extraction.max_reasks = 0
+    pages = [
+        make_page(tmp_path / "a", 1),
+        make_page(tmp_path / "b", 2, size=(700, 999)),
+        make_page(tmp_path / "c", 3, size=(700, 999)),
+    ]
+    result = extract(pages, Invoice, ScriptedModel(fails_on_999px_pages), settings)
+    assert result.status is Status.FAILED
+    assert result.pages_failed == 2
+
+
+def test_render_errors_count_against_the_budget(tmp_path: Path, settings: Settings) -> None:
+    model = ScriptedModel.from_replies([answer()])
+    render_error = ErrorItem(ErrorCategory.CORRUPT, "page 2 could not be rendered", 2)
+    result = extract(
+        [make_page(tmp_path, 1)], Invoice, model, settings, page_count=2, page_errors=[render_error]
+    )
+    assert result.status is Status.PARTIAL
+    assert result.errors == [render_error]
+
+
+def test_line_items_across_pages_are_joined_without_repeats(
+    tmp_path: Path, settings: Settings
+) -> None:
+    line = {"description": "A", "quantity": "1", "unit_price": "10.00", "amount": "10.00"}
+    other = {**line, "description": "B"}
+    page1 = answer(line_items=[line], total=None, subtotal=None, tax_total=None)
+    # page 2 repeats the last row of page 1 at its top (a carried-over line), then continues
+    page2 = json.dumps(
+        {
+            "invoice_number": None,
+            "issue_date": None,
+            "line_items": [line, other],
+            "subtotal": "20.00",
+            "tax_total": "0",
+            "total": "20.00",
+        }
+    )
+    model = ScriptedModel.from_replies([page1, page2])
+    pages = [make_page(tmp_path / "a", 1), make_page(tmp_path / "b", 2)]
+    result = extract(pages, Invoice, model, settings)
+    assert result.record is not None
+    assert [i["description"] for i in result.record["line_items"]] == ["A", "B"]
+    assert result.record["invoice_number"] == "INV-1" and result.record["total"] == "20.00"
+    assert result.status is Status.SUCCEEDED
+
+
+def test_a_failing_batch_is_split_and_only_the_bad_request_fails(
+    tmp_path: Path, settings: Settings
+) -> None:
+    settings.extraction.max_reasks = 0
+
+    def script(request: VisionRequest, number: int) -> object:
+        return (
+            ModelError("CUDA out of memory", retryable=True)
+            if request.images[0].height == 999
+            else answer()
+        )
+
+    pages = [
+        make_page(tmp_path / str(n), n, size=(700, 999 if n == 3 else 900)) for n in range(1, 5)
+    ]
+    model = ScriptedModel(script)  # type: ignore[arg-type]
+    result = extract(pages, Invoice, model, settings)
+    assert result.status is Status.PARTIAL
+    assert [e.category for e in result.errors] == [ErrorCategory.MODEL_ERROR]
+    assert result.errors[0].page == 3
+    assert model.batches[0] == 4 and len(model.batches) > 1
+
+
+def test_batches_respect_batch_size(tmp_path: Path, settings: Settings) -> None:
+    settings.model.batch_size = 2
+    pages = [make_page(tmp_path / str(n), n) for n in range(1, 6)]
+    model = ScriptedModel.from_replies([answer()] * 5)
+    extract(pages, Invoice, model, settings)
+    assert model.batches == [2, 2, 1]

@@ -1,0 +1,377 @@
+"""Rasterize: real poppler/pdfium/Pillow renders of small generated files, through the sandbox."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fpdf import FPDF
+from fpdf.enums import EncryptionMethod
+from PIL import Image, ImageOps
+
+from pipeline import raster
+from pipeline.errors import InputError
+from pipeline.ingest import IngestedFile, ingest_file
+from pipeline.raster import page_cache_path, rasterize
+from pipeline.settings import RasterSettings
+from pipeline.types import ErrorCategory
+
+CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "robustness"
+LETTER = (612, 792)
+A5_LANDSCAPE = (595.28, 419.53)
+
+
+def make_pdf(path: Path, sizes: list[tuple[float, float]], password: str | None = None) -> Path:
+    """A PDF with one page per size (points), each with a line of text and a filled box."""
+    pdf = FPDF(unit="pt")
+    pdf.set_font("helvetica", size=24)
+    for number, size in enumerate(sizes, start=1):
+        pdf.add_page(format=size)
+        pdf.text(40, 60, f"Page {number}")
+        pdf.rect(40, 80, 100, 50, style="F")
+    if password:
+        pdf.set_encryption(
+            owner_password="owner-" + password,
+            user_password=password,
+            encryption_method=EncryptionMethod.AES_128,
+        )
+    pdf.output(str(path))
+    return path
+
+
+def ingest(path: Path, settings: RasterSettings | None = None) -> IngestedFile:
+    return ingest_file(path, settings or RasterSettings())
+
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Every request sent to a render worker, in order."""
+    requests: list[dict[str, Any]] = []
+    real = raster._WorkerRun
+
+    class Spy(real):  # type: ignore[misc, valid-type]
+        def __init__(self, request: dict[str, Any]) -> None:
+            requests.append(request)
+            super().__init__(request)
+
+    monkeypatch.setattr(raster, "_WorkerRun", Spy)
+    return requests
+
+
+def render_steps(requests: list[dict[str, Any]]) -> list[tuple[str, list[int]]]:
+    return [
+        (step["renderer"], [n for n, _ in step["pages"]])
+        for r in requests
+        if r["op"] == "render"
+        for step in r["steps"]
+    ]
+
+
+def test_pdf_pages_render_at_the_dpi_with_their_own_sizes(tmp_path: Path) -> None:
+    pdf = make_pdf(tmp_path / "mixed.pdf", [LETTER, A5_LANDSCAPE, (200, 100)])
+    file = ingest(pdf)
+    result = rasterize(file, RasterSettings(dpi=50), tmp_path / "cache")
+    assert result.page_count == 3 and result.errors == []
+    for page, (width_pt, height_pt) in zip(
+        result.pages, [LETTER, A5_LANDSCAPE, (200, 100)], strict=True
+    ):
+        assert page.dpi == 50
+        assert (page.width, page.height) == (
+            math.ceil(width_pt * 50 / 72),
+            math.ceil(height_pt * 50 / 72),
+        )
+        assert page.path == page_cache_path(tmp_path / "cache", file.sha256, page.number, 50)
+        with Image.open(page.path) as im:
+            assert (im.mode, im.size) == ("RGB", (page.width, page.height))
+            assert im.getextrema()[0][0] < 50  # the black box is there: not a blank page
+    leftovers = [p.name for p in page.path.parent.iterdir() if p.name.startswith(".")]
+    assert leftovers == []  # temp chunk folders and tmp files are gone
+
+
+def test_second_rasterize_renders_nothing(tmp_path: Path, spy: list[dict[str, Any]]) -> None:
+    file = ingest(make_pdf(tmp_path / "doc.pdf", [LETTER] * 3))
+    settings = RasterSettings(dpi=40)
+    first = rasterize(file, settings, tmp_path / "cache")
+    assert [r["op"] for r in spy] == ["info", "render"]
+    mtimes = [p.path.stat().st_mtime_ns for p in first.pages]
+    second = rasterize(file, settings, tmp_path / "cache")
+    assert len(spy) == 2  # no subprocess at all the second time
+    assert [(p.number, p.path, p.width, p.height, p.dpi) for p in second.pages] == [
+        (p.number, p.path, p.width, p.height, p.dpi) for p in first.pages
+    ]
+    assert [p.path.stat().st_mtime_ns for p in second.pages] == mtimes
+    first.pages[1].path.unlink()  # one page evicted: only that one is rendered again
+    rasterize(file, settings, tmp_path / "cache")
+    assert render_steps(spy[2:]) == [("poppler", [2])]
+
+
+def test_a_damaged_cached_page_is_rendered_again(tmp_path: Path, spy: list[dict[str, Any]]) -> None:
+    file = ingest(make_pdf(tmp_path / "doc.pdf", [LETTER] * 2))
+    settings = RasterSettings(dpi=40)
+    first = rasterize(file, settings, tmp_path / "cache")
+    first.pages[0].path.write_bytes(b"not a png")
+    second = rasterize(file, settings, tmp_path / "cache")
+    assert render_steps(spy[2:]) == [("poppler", [1])]
+    assert (second.pages[0].width, second.pages[0].height) == (
+        first.pages[0].width,
+        first.pages[0].height,
+    )
+
+
+def test_pages_render_in_chunks(tmp_path: Path, spy: list[dict[str, Any]]) -> None:
+    file = ingest(make_pdf(tmp_path / "five.pdf", [LETTER] * 5))
+    result = rasterize(file, RasterSettings(dpi=36, chunk_pages=2), tmp_path / "cache")
+    assert [p.number for p in result.pages] == [1, 2, 3, 4, 5]
+    assert render_steps(spy) == [("poppler", [1, 2]), ("poppler", [3, 4]), ("poppler", [5])]
+
+
+def test_pixel_cap_lowers_the_dpi_of_that_page_only(tmp_path: Path) -> None:
+    file = ingest(make_pdf(tmp_path / "two.pdf", [LETTER, (200, 200)]))
+    settings = RasterSettings(dpi=200, max_page_pixels=1_000_000)
+    big, small = rasterize(file, settings, tmp_path / "cache").pages
+    assert big.dpi == 103  # the largest DPI whose letter page fits 1 MP: 876 x 1133 px
+    one_dpi_more = math.ceil(612 * 104 / 72) * math.ceil(792 * 104 / 72)
+    assert big.width * big.height <= 1_000_000 < one_dpi_more
+    assert big.path.name == "p0001-103dpi.png"
+    assert (small.dpi, small.width) == (200, math.ceil(200 * 200 / 72))
+
+
+def test_more_pages_than_max_pages_is_too_large(tmp_path: Path) -> None:
+    file = ingest(make_pdf(tmp_path / "five.pdf", [LETTER] * 5))
+    with pytest.raises(InputError) as caught:
+        rasterize(file, RasterSettings(max_pages=3), tmp_path / "cache")
+    assert caught.value.category is ErrorCategory.TOO_LARGE
+    assert "max_pages=3" in caught.value.message
+
+
+def test_render_memory_cap_fails_as_too_large_not_a_crash(tmp_path: Path) -> None:
+    file = ingest(make_pdf(tmp_path / "poster.pdf", [(5000, 5000)]))  # 13889 px square at 200 DPI
+    settings = RasterSettings(dpi=200, max_page_pixels=10**9, render_memory_mb=256)
+    with pytest.raises(InputError) as caught:
+        rasterize(file, settings, tmp_path / "cache")
+    assert caught.value.category is ErrorCategory.TOO_LARGE
+    assert not list((tmp_path / "cache").rglob("*.png"))  # poppler's 1x1 stand-in is not cached
+
+
+def test_encrypted_pdf_needs_its_password(tmp_path: Path) -> None:
+    file = ingest(make_pdf(tmp_path / "locked.pdf", [LETTER], password="s3cret"))
+    settings = RasterSettings(dpi=36)
+    for password, hint in [(None, "needs its password"), ("wrong", "password given")]:
+        with pytest.raises(InputError) as caught:
+            rasterize(file, settings, tmp_path / "cache", password=password)
+        assert caught.value.category is ErrorCategory.PASSWORD_REQUIRED
+        assert hint in caught.value.message
+    assert len(rasterize(file, settings, tmp_path / "cache", password="s3cret").pages) == 1
+    with pytest.raises(InputError):  # cached pages are not served without the password
+        rasterize(file, settings, tmp_path / "cache")
+
+
+def test_password_given_for_an_open_pdf_is_ignored(tmp_path: Path) -> None:
+    file = ingest(make_pdf(tmp_path / "open.pdf", [LETTER]))
+    assert len(rasterize(file, RasterSettings(dpi=36), tmp_path / "c", password="x").pages) == 1
+
+
+def _tiff(path: Path) -> Path:
+    frames = [
+        Image.new("1", (300, 400), 1),
+        Image.new("L", (500, 200), 128),
+        Image.new("RGB", (100, 100), "blue"),
+    ]
+    frames[0].save(path, save_all=True, append_images=frames[1:], compression="tiff_deflate")
+    return path
+
+
+def test_multi_page_tiff_gives_one_page_per_frame(tmp_path: Path) -> None:
+    file = ingest(_tiff(tmp_path / "fax.tif"))
+    assert file.media_type == "image/tiff"
+    result = rasterize(file, RasterSettings(), tmp_path / "cache")
+    assert [(p.number, p.width, p.height) for p in result.pages] == [
+        (1, 300, 400),
+        (2, 500, 200),
+        (3, 100, 100),
+    ]
+    with Image.open(result.pages[2].path) as im:
+        assert im.mode == "RGB" and im.getpixel((0, 0)) == (0, 0, 255)
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    stored = Image.new("RGB", (60, 20), "white")
+    stored.paste((255, 0, 0), (0, 0, 10, 10))  # red mark at the stored top-left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display rotated 90 degrees clockwise
+    stored.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    page = rasterize(ingest(tmp_path / "phone.jpg"), RasterSettings(), tmp_path / "cache").pages[0]
+    assert (page.width, page.height, page.rotation) == (20, 60, 90)
+    with Image.open(page.path) as im:
+        red, green, _ = im.getpixel((15, 5))  # the mark is now at the top-right
+        assert red > 200 and green < 60
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason=f"robustness corpus not found at {CORPUS}")
+def test_exif_orientation_on_the_corpus_photo(tmp_path: Path) -> None:
+    source = CORPUS / "pillow-hopper_orientation_6.jpg"
+    page = rasterize(ingest(source), RasterSettings(), tmp_path / "cache").pages[0]
+    with Image.open(source) as raw, Image.open(page.path) as rendered:
+        upright = ImageOps.exif_transpose(raw)
+        assert page.rotation == 90
+        assert rendered.tobytes() == upright.convert("RGB").tobytes()
+        assert rendered.tobytes() != raw.convert("RGB").tobytes()
+
+
+def test_image_over_the_pixel_cap_is_too_large(tmp_path: Path) -> None:
+    Image.new("L", (1100, 1000), 255).save(tmp_path / "big.png")
+    with pytest.raises(InputError) as caught:
+        rasterize(
+            ingest(tmp_path / "big.png"),
+            RasterSettings(max_page_pixels=1_000_000),
+            tmp_path / "cache",
+        )
+    assert caught.value.category is ErrorCategory.TOO_LARGE
+
+
+def test_truncated_image_is_corrupt(tmp_path: Path) -> None:
+    Image.effect_noise((200, 200), 64).save(tmp_path / "full.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "full.png").read_bytes()[:5000])
+    with pytest.raises(InputError) as caught:
+        rasterize(ingest(tmp_path / "cut.png"), RasterSettings(), tmp_path / "cache")
+    assert caught.value.category is ErrorCategory.CORRUPT
+
+
+def test_tiny_timeout_is_render_timeout(tmp_path: Path) -> None:
+    file = ingest(make_pdf(tmp_path / "doc.pdf", [LETTER]))
+    with pytest.raises(InputError) as caught:
+        rasterize(file, RasterSettings(render_timeout_s=0.001), tmp_path / "cache")
+    assert caught.value.category is ErrorCategory.RENDER_TIMEOUT
+    assert "render_timeout_s" in caught.value.message
+
+
+def test_chunk_timeout_retries_with_pdfium_then_fails_the_pages(
+    tmp_path: Path, spy: list[dict[str, Any]]
+) -> None:
+    file = ingest(make_pdf(tmp_path / "doc.pdf", [LETTER] * 2))
+    rasterize(file, RasterSettings(dpi=36), tmp_path / "cache")  # caches the page list
+    slow = RasterSettings(dpi=600, render_timeout_s=0.2, chunk_pages=2)
+    with pytest.raises(InputError) as caught:
+        rasterize(file, slow, tmp_path / "cache")
+    assert caught.value.category is ErrorCategory.RENDER_TIMEOUT
+    tried = {(renderer, tuple(pages)) for renderer, pages in render_steps(spy[2:])}
+    assert tried == {("poppler", (1, 2)), ("pdfium", (1,)), ("pdfium", (2,))}
+    doc_dir = raster.document_cache_dir(tmp_path / "cache", file.sha256)
+    assert [p.name for p in doc_dir.iterdir() if p.name.startswith(".")] == []  # killed: cleaned
+
+
+def test_document_timeout_bounds_the_whole_document(tmp_path: Path) -> None:
+    file = ingest(make_pdf(tmp_path / "doc.pdf", [LETTER] * 4))
+    settings = RasterSettings(dpi=600, chunk_pages=1, document_timeout_s=0.5)
+    with pytest.raises(InputError) as caught:
+        rasterize(file, settings, tmp_path / "cache")
+    assert caught.value.category is ErrorCategory.RENDER_TIMEOUT
+
+
+@pytest.fixture
+def fake_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
+    def install(script: str) -> None:
+        path = tmp_path / "fake_worker.py"
+        path.write_text(script)
+        monkeypatch.setattr(raster, "_worker_argv", lambda: [sys.executable, str(path)])
+
+    return install
+
+
+@pytest.mark.parametrize(
+    ("script", "category", "words"),
+    [
+        (
+            "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)",
+            ErrorCategory.RENDER_CRASH,
+            "SIGSEGV",
+        ),
+        (
+            "import os, signal; os.kill(os.getpid(), signal.SIGKILL)",
+            ErrorCategory.RENDER_CRASH,
+            "SIGKILL",
+        ),
+        ("raise MemoryError()", ErrorCategory.TOO_LARGE, "RENDER_MEMORY_MB"),
+        ("import sys; sys.stdin.read(); print('not json')", ErrorCategory.RENDER_CRASH, "not json"),
+        ("import sys; sys.exit(3)", ErrorCategory.RENDER_CRASH, "status 3"),
+    ],
+)
+def test_a_dying_worker_is_an_input_error(
+    tmp_path: Path,
+    fake_worker: Callable[[str], None],
+    script: str,
+    category: ErrorCategory,
+    words: str,
+) -> None:
+    file = ingest(make_pdf(tmp_path / "doc.pdf", [LETTER]))
+    fake_worker(script)
+    with pytest.raises(InputError) as caught:
+        rasterize(file, RasterSettings(), tmp_path / "cache")
+    assert caught.value.category is category
+    assert words in caught.value.message
+
+
+CRASH_ON_PAGE_2 = """
+import json, os, signal, sys
+from pipeline import render_worker
+request = json.loads(sys.stdin.read())
+def emit(event, **fields):
+    print(json.dumps({"event": event, **fields}), flush=True)
+for step in request.get("steps", []):
+    if step["renderer"] == "poppler" and any(n == 2 for n, _ in step["pages"]):
+        emit("step", index=request["steps"].index(step))
+        os.kill(os.getpid(), signal.SIGSEGV)
+render_worker.handle(request, emit)
+emit("done")
+"""
+
+
+@pytest.mark.parametrize("fallback", ["pdfium", "none"])
+def test_a_crash_mid_document_fails_that_chunk_and_the_rest_go_on(
+    tmp_path: Path, fake_worker: Callable[[str], None], spy: list[dict[str, Any]], fallback: str
+) -> None:
+    file = ingest(make_pdf(tmp_path / "five.pdf", [LETTER] * 5))
+    fake_worker(CRASH_ON_PAGE_2)
+    settings = RasterSettings(dpi=36, chunk_pages=2, fallback_renderer=fallback)  # type: ignore[arg-type]
+    result = rasterize(file, settings, tmp_path / "cache")
+    if fallback == "pdfium":
+        assert [p.number for p in result.pages] == [1, 2, 3, 4, 5] and result.errors == []
+        assert ("pdfium", [2]) in render_steps(spy)
+    else:
+        assert [p.number for p in result.pages] == [3, 4, 5]
+        assert [(e.page, e.category) for e in result.errors] == [
+            (1, ErrorCategory.RENDER_CRASH),
+            (2, ErrorCategory.RENDER_CRASH),
+        ]
+
+
+def test_cache_paths_come_from_the_hash_only(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="sha256"):
+        page_cache_path(tmp_path, "../../etc/passwd", 1, 200)
+    sha = "ab" + "0" * 62
+    assert page_cache_path(tmp_path, sha, 7, 150) == tmp_path / "ab" / sha / "p0007-150dpi.png"
+
+
+@pytest.mark.parametrize(
+    ("width_pt", "height_pt", "dpi", "max_pixels"),
+    [
+        (612, 792, 200, 1_000_000),
+        (1.5, 1000, 2000, 1_000_000),
+        (14400, 14400, 600, 40_000_000),
+        (32, 32, 200, 1_000_000),
+        (10**7, 10**7, 200, 1_000_000),
+    ],
+)
+def test_fit_dpi_is_the_largest_dpi_that_fits(
+    width_pt: float, height_pt: float, dpi: int, max_pixels: int
+) -> None:
+    def pixels(d: int) -> int:
+        return math.ceil(width_pt * d / 72) * math.ceil(height_pt * d / 72)
+
+    fitting = [d for d in range(1, dpi + 1) if pixels(d) <= max_pixels]
+    expected = max(fitting) if fitting else None
+    assert raster.fit_dpi(width_pt, height_pt, dpi, max_pixels) == expected
