@@ -139,18 +139,21 @@ def _check_names(settings: Settings) -> None:
 def status(
     db: DbOption = None,
     limit: Annotated[int, typer.Option(help="Latest rows.")] = 20,
+    runs: Annotated[int, typer.Option(help="Recent runs to report pages/hour for.")] = 5,
     as_json: JsonOption = False,
 ) -> None:
-    """Counts per status and the latest extractions."""
+    """Counts per status, pages per hour and tokens per page of recent runs, latest results."""
     from pipeline.cli_output import print_status
     from pipeline.store import repository as repo
+    from pipeline.store.queries import recent_run_metrics
 
     settings = build_settings(db)
     factory = session_factory(open_database(settings.db_url.get_secret_value(), create=False))
     with factory() as session:
         counts = repo.status_counts(session)
         latest = repo.latest_extractions(session, limit)
-        print_status(console, counts, latest, as_json=as_json)
+        metrics = recent_run_metrics(session, runs)
+        print_status(console, counts, latest, as_json=as_json, runs=metrics)
 
 
 @app.command()
@@ -206,3 +209,7 @@ def db_upgrade(db: DbOption = None) -> None:
 
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
+
+
+# Command groups in their own modules register on `app` when imported.
+from pipeline import cli_ops, cli_quality, cli_tiles  # noqa: E402, F401

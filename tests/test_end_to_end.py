@@ -63,7 +63,9 @@ def test_sample_docs_end_to_end_then_rerun_does_no_work(
     first = run_samples(db_url, cli_env)
     assert sorted(Path(str(r["path"])).name for r in first) == SAMPLE_FILES
     assert all(r["did_work"] for r in first)
-    assert {r["status"] for r in first} <= {"succeeded", "needs_review"}, first
+    assert {r["status"] for r in first} <= {"succeeded", "needs_review"}, [
+        (Path(str(r["path"])).name, r["status"], r["reason"]) for r in first
+    ]
 
     factory = session_factory(open_database(db_url, create=False))
     with factory() as session:

@@ -1,0 +1,247 @@
+"""Operations commands: rerun, export, serve. Prefect is imported only where a flow runs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from pipeline.cli import (
+    DbOption,
+    JsonOption,
+    app,
+    build_settings,
+    console,
+    err_console,
+    exits_cleanly,
+)
+from pipeline.errors import ConfigError
+from pipeline.settings import Settings
+from pipeline.store.db import open_database, session_factory
+
+StatusOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--status",
+        help="failed, needs_review, partial, succeeded or pending; repeat for several.",
+        show_default=False,
+    ),
+]
+SchemaOption = Annotated[str | None, typer.Option("--schema", help="Only this schema.")]
+SinceOption = Annotated[
+    str | None,
+    typer.Option(help="Results recorded since: 2026-11-27, 2026-11-27T02:00, or 36h / 7d ago."),
+]
+UntilOption = Annotated[str | None, typer.Option(help="Results recorded before (same forms).")]
+DocOption = Annotated[
+    list[str] | None,
+    typer.Option("--doc", help="sha256 prefix (6+ hex digits) or file name; repeatable."),
+]
+
+
+def _model_overrides(model: str | None, backend: str | None, workers: int | None) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if model or backend:
+        overrides["model"] = {k: v for k, v in {"name": model, "backend": backend}.items() if v}
+    if workers:
+        overrides["workers"] = workers
+    return overrides
+
+
+@app.command()
+@exits_cleanly
+def rerun(
+    status: StatusOption = None,
+    error_category: Annotated[
+        list[str] | None,
+        typer.Option("--error-category", help="e.g. model_error, render_timeout; repeatable."),
+    ] = None,
+    doc: DocOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    schema: SchemaOption = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Only extractions made by this model (alias, id or id prefix); the "
+            "rerun uses it. Default: the configured model."
+        ),
+    ] = None,
+    backend: Annotated[str | None, typer.Option(help="Backend name.")] = None,
+    db: DbOption = None,
+    workers: Annotated[int | None, typer.Option(help="Documents in flight at once.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List, change nothing.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Rerun exactly the selected extractions (default: --status failed) through the Prefect
+    flow. A successful rerun replaces the current result; the history keeps the old one."""
+    from pipeline.reruns import plan_rerun, rerun_overrides, selection_from
+
+    overrides = _model_overrides(None, backend, workers)
+    settings = build_settings(db, **rerun_overrides(overrides, model))
+    selection = selection_from(status, error_category, doc, since, until, schema, model)
+    url = settings.db_url.get_secret_value()
+    factory = session_factory(open_database(url, create=False))
+    if dry_run:
+        with factory() as session:
+            plan = plan_rerun(session, selection, settings)
+        _print_plan(plan.to_json(), as_json)
+        return
+    parameters = {
+        "statuses": status,
+        "error_categories": error_category,
+        "documents": doc,
+        "since": since,
+        "until": until,
+        "schema_name": schema,
+        "model": model,
+        "overrides": overrides,
+    }
+    _print_rerun(_run_rerun_flow(url, settings, parameters, as_json), as_json)
+
+
+def _run_rerun_flow(
+    url: str, settings: Settings, parameters: dict[str, Any], as_json: bool
+) -> dict[str, Any]:
+    os.environ["DOCEXTRACT_DB_URL"] = url  # the flow reads it from the environment, not params
+    from flows.prefect_env import apply_quiet_defaults
+
+    apply_quiet_defaults()
+    from flows.rerun import run_rerun
+    from pipeline.cli_output import progress_bar
+
+    with progress_bar(console, enabled=not as_json):
+        return run_rerun(parameters, settings)
+
+
+def _print_plan(plan: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(plan, indent=2, default=str))
+        return
+    table = Table(title=f"rerun plan: {len(plan['units'])} extraction(s)")
+    for column in ("document", "sha256", "schema", "model", "status", "reason", "updated"):
+        table.add_column(column, overflow="fold")
+    for u in plan["units"]:
+        table.add_row(
+            u["name"],
+            u["sha256"][:12],
+            u["schema_name"],
+            u["model_id"],
+            u["status"],
+            u["reason"] or "",
+            str(u["updated_at"])[:19],
+        )
+    console.print(table)
+    _print_skipped(plan["skipped"])
+
+
+def _print_skipped(skipped: list[dict[str, Any]]) -> None:
+    for u in skipped:
+        err_console.print(
+            f"[yellow]skipped[/] {u['name'] or u['sha256'][:12]} ({u['schema_name']}, "
+            f"{u['status']}): {u['skip_reason']}"
+        )
+
+
+def _print_rerun(result: dict[str, Any], as_json: bool) -> None:
+    from pipeline.cli_output import print_outcomes
+    from pipeline.runner import Outcome
+
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+        return
+    print_outcomes(console, [Outcome(**row) for row in result["outcomes"]])
+    _print_skipped(result["plan"]["skipped"])
+
+
+@app.command("export")
+@exits_cleanly
+def export_command(
+    out: Annotated[Path, typer.Option("--out", help="File to write (CSV adds <stem>.<list>.csv).")],
+    fmt: Annotated[str, typer.Option("--format", help="jsonl, csv or parquet.")] = "jsonl",
+    status: StatusOption = None,
+    schema: SchemaOption = None,
+    model: Annotated[str | None, typer.Option(help="Model alias, id or id prefix.")] = None,
+    doc: DocOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    db: DbOption = None,
+) -> None:
+    """Write current records, one row each with provenance columns (default: --status
+    succeeded), for an ERP import."""
+    from pipeline.export import export
+    from pipeline.reruns import selection_from
+
+    settings = build_settings(db)
+    selection = selection_from(status or ["succeeded"], None, doc, since, until, schema, model)
+    factory = session_factory(open_database(settings.db_url.get_secret_value(), create=False))
+    with factory() as session:
+        result = export(session, selection, fmt, out)
+    files = ", ".join(str(f) for f in result.files)
+    console.print(f"exported {result.rows} record(s) to {files}")
+
+
+@app.command()
+@exits_cleanly
+def serve(
+    inbox: Annotated[Path, typer.Option(help="Folder the nightly run extracts (recursed).")],
+    cron: Annotated[str, typer.Option(help="When the nightly run starts.")] = "0 2 * * *",
+    timezone: Annotated[
+        str | None, typer.Option(help="IANA time zone of --cron (default: this machine's).")
+    ] = None,
+    schema: Annotated[str | None, typer.Option(help="Schema name(s), comma-separated.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model alias, folder or hub id.")] = None,
+    backend: Annotated[str | None, typer.Option(help="Backend name.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Documents in flight per run.")] = None,
+    db: DbOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the deployments, serve nothing.")
+    ] = False,
+) -> None:
+    """Serve the nightly deployment (cron) and the on-demand rerun deployment until stopped."""
+    if not inbox.is_dir():
+        raise ConfigError(f"--inbox {str(inbox)!r} is not a folder")
+    overrides = _model_overrides(model, backend, workers)
+    if schema:
+        overrides["schemas"] = [s.strip() for s in schema.split(",") if s.strip()]
+    settings = build_settings(db, **overrides)
+    _check_names(settings)
+    url = settings.db_url.get_secret_value()
+    open_database(url)  # a broken database stops here, not at 02:00
+    os.environ["DOCEXTRACT_DB_URL"] = url  # flow runs inherit it; never a parameter
+    from flows.prefect_env import apply_quiet_defaults
+
+    apply_quiet_defaults()
+    from flows.deploy import (
+        describe,
+        local_timezone,
+        nightly_deployment,
+        rerun_deployment,
+        serve_deployments,
+    )
+
+    zone = timezone or local_timezone()
+    deployments = [nightly_deployment(inbox, cron, zone, overrides), rerun_deployment(overrides)]
+    if dry_run:
+        print(json.dumps([describe(d) for d in deployments], indent=2))
+        return
+    if not os.environ.get("PREFECT_API_URL"):
+        err_console.print(
+            "[yellow]PREFECT_API_URL is not set:[/] serving against a temporary local Prefect "
+            "server with no UI to reach. Start `prefect server start` and set "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api for the UI."
+        )
+    serve_deployments(deployments, settings.workers)
+
+
+def _check_names(settings: Settings) -> None:
+    from pipeline.backends import create_model
+    from schemas import get_schema
+
+    for name in settings.schemas:
+        get_schema(name)
+    create_model(settings)  # unknown backend or model names fail here, not at 02:00
