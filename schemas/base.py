@@ -14,6 +14,8 @@ from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict
 
+from schemas.merge import Box, merge_pages, merge_tiles, reading_rows
+
 
 class ExtractionSchema(BaseModel):
     """Base of all schemas. Subclasses set `schema_name`, `schema_version` and `summary`."""
@@ -37,16 +39,41 @@ class ExtractionSchema(BaseModel):
 
     @classmethod
     def merge(cls, partials: Sequence[Self]) -> Self:
-        """Join partial records (tiles of a page, pages of a document) into one, in order.
+        """Join partial records (pages of a document; tiles in reading order) into one, in order.
 
         Scalars: the first non-null value wins. Nested models merge field by field. Lists are
-        concatenated; an item repeated across the boundary of two consecutive partials (the
-        overlap of two tiles, or a row repeated at the top of the next page) is kept once.
+        concatenated; an item repeated across the boundary of two consecutive partials (a row
+        repeated at the top of the next page) is kept once. Raises ValueError for no partials.
         """
         if not partials:
             raise ValueError(f"nothing to merge for schema {cls.schema_name!r}")
-        merged = _merge_values([p.model_dump(mode="python") for p in partials])
-        return cls.model_validate(merged)
+        return cls.model_validate(merge_pages([p.model_dump(mode="python") for p in partials]))
+
+    @classmethod
+    def merge_tiles(cls, partials: Sequence[Self], boxes: Sequence[Box | None]) -> Self:
+        """Join the partial records of one page's tiles, using each tile's box (page pixels,
+        `(left, top, right, bottom)`; None for the page's global view).
+
+        A value seen in two overlapping tiles is kept once (the value most tiles agree on);
+        list items (line items, table rows) split across tiles are joined, and those seen in the
+        overlap of two tiles kept once; the global view only fills what the tiles left empty
+        (rules in `schemas.merge`). A schema that overrides `merge` but not this method gets
+        its partials in reading order, the global view last, through its own `merge`.
+        Raises ValueError for no partials, or a box count that differs from theirs.
+        """
+        if not partials:
+            raise ValueError(f"nothing to merge for schema {cls.schema_name!r}")
+        if len(partials) != len(boxes):
+            raise ValueError(f"{len(partials)} partials but {len(boxes)} boxes: give one box each")
+        if cls.merge.__func__ is not ExtractionSchema.merge.__func__:  # type: ignore[attr-defined]
+            boxed = [i for i, box in enumerate(boxes) if box is not None]
+            order = [i for row in reading_rows([boxes[i] for i in boxed]) for i in row]  # type: ignore[misc]
+            ordered = [partials[boxed[i]] for i in order]
+            return cls.merge(
+                ordered + [p for p, box in zip(partials, boxes, strict=True) if box is None]
+            )
+        values = [p.model_dump(mode="python") for p in partials]
+        return cls.model_validate(merge_tiles(values, list(boxes)))
 
     def review_reasons(self) -> list[str]:
         """Readable reasons why this valid record still needs a human look (empty: none)."""
@@ -55,34 +82,6 @@ class ExtractionSchema(BaseModel):
             for name in self.required_fields
             if getattr(self, name) in (None, [], "")
         ]
-
-
-def _merge_values(values: list[Any]) -> Any:
-    present = [v for v in values if v not in (None, "")]
-    if not present:
-        return values[0] if values else None
-    if all(isinstance(v, dict) for v in present):
-        keys = list(dict.fromkeys(k for v in present for k in v))
-        return {k: _merge_values([v.get(k) for v in present]) for k in keys}
-    if all(isinstance(v, list) for v in present):
-        return _concat_without_boundary_repeats(present)
-    return present[0]
-
-
-def _concat_without_boundary_repeats(lists: list[list[Any]]) -> list[Any]:
-    merged: list[Any] = []
-    for items in lists:
-        skip = _longest_overlap(merged, items)
-        merged.extend(items[skip:])
-    return merged
-
-
-def _longest_overlap(head: list[Any], tail: list[Any]) -> int:
-    """Length of the longest suffix of `head` that equals a prefix of `tail`."""
-    for size in range(min(len(head), len(tail)), 0, -1):
-        if head[-size:] == tail[:size]:
-            return size
-    return 0
 
 
 def strict_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
