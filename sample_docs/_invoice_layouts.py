@@ -14,6 +14,7 @@ from decimal import Decimal
 from _render import Canvas, Column, NumberFormat, Pdf, address_lines
 
 from schemas.invoice import Invoice
+from schemas.table import Table
 
 
 @dataclass(frozen=True)
@@ -138,15 +139,8 @@ def _pdf_parties_and_facts(pdf: Pdf, invoice: Invoice, style: Style) -> None:
 def _pdf_line_items(pdf: Pdf, invoice: Invoice, style: Style) -> None:
     """The line-item table from y = 100 mm; rows that would reach the footer go on a new page,
     under a repeated column header."""
-    lab, fmt = style.labels, style.fmt
-    columns = [
-        Column(lab.position, 9),
-        Column(lab.description, 86),
-        Column(lab.quantity, 15, "R"),
-        Column(lab.unit_price, 24, "R"),
-        Column(lab.rate, 12, "R"),
-        Column(lab.amount, 24, "R"),
-    ]
+    lab = style.labels
+    columns, rows = _pdf_table(invoice, style)
 
     def column_header(y: float) -> None:
         pdf.set_xy(20, y)
@@ -157,13 +151,30 @@ def _pdf_line_items(pdf: Pdf, invoice: Invoice, style: Style) -> None:
         pdf.set_font(size=10, style="")
 
     column_header(100)
-    for number, (item, rate) in enumerate(zip(invoice.line_items, style.rates, strict=True), 1):
+    for cells in rows:
         if pdf.get_y() + PDF_ROW > PDF_BOTTOM:
             pdf.set_font(size=8, style="I")
             pdf.cell(0, 5, lab.continued, align="R")
             pdf.add_page()
             column_header(34)
-        cells = [
+        pdf.row(columns, cells, PDF_ROW)
+        pdf.set_draw_color(215)
+        pdf.line(20, pdf.get_y(), 190, pdf.get_y())
+
+
+def _pdf_table(invoice: Invoice, style: Style) -> tuple[list[Column], list[list[str]]]:
+    """The line-item table as printed: its columns and the text of every cell."""
+    lab, fmt = style.labels, style.fmt
+    columns = [
+        Column(lab.position, 9),
+        Column(lab.description, 86),
+        Column(lab.quantity, 15, "R"),
+        Column(lab.unit_price, 24, "R"),
+        Column(lab.rate, 12, "R"),
+        Column(lab.amount, 24, "R"),
+    ]
+    rows = [
+        [
             str(number),
             item.description,
             fmt.plain(item.quantity),
@@ -171,9 +182,9 @@ def _pdf_line_items(pdf: Pdf, invoice: Invoice, style: Style) -> None:
             f"{fmt.plain(rate)}%",
             fmt.number(item.amount),
         ]
-        pdf.row(columns, cells, PDF_ROW)
-        pdf.set_draw_color(215)
-        pdf.line(20, pdf.get_y(), 190, pdf.get_y())
+        for number, (item, rate) in enumerate(zip(invoice.line_items, style.rates, strict=True), 1)
+    ]
+    return columns, rows
 
 
 def _pdf_totals_and_payment(pdf: Pdf, invoice: Invoice, style: Style) -> None:
@@ -200,7 +211,7 @@ def _pdf_totals_and_payment(pdf: Pdf, invoice: Invoice, style: Style) -> None:
 
 def letter_invoice(invoice: Invoice, style: Style) -> Canvas:
     """A one-page German-style letter invoice drawn with a serif font on A4 at 200 DPI."""
-    lab, fmt, seller, buyer = style.labels, style.fmt, invoice.seller, invoice.buyer
+    lab, seller, buyer = style.labels, invoice.seller, invoice.buyer
     page = Canvas(210, 297, 200, family="DejaVuSerif")
     page.text(190, 18, seller.name, 15, bold=True, align="R")
     for number, line in enumerate([*address_lines(seller.address), *style.contact]):
@@ -221,28 +232,13 @@ def letter_invoice(invoice: Invoice, style: Style) -> Canvas:
         page.text(190, 55 + 5 * number, value, 9, align="R")
     page.text(20, 98, f"{lab.title} {invoice.invoice_number}", 14, bold=True)
 
-    columns = [
-        Column(lab.position, 11),
-        Column(lab.description, 76),
-        Column(lab.quantity, 16, "R"),
-        Column(lab.unit_price, 25, "R"),
-        Column(lab.rate, 14, "R"),
-        Column(lab.amount, 28, "R"),
-    ]
+    columns, rows = _letter_table(invoice, style)
     page.row(20, 110, columns, [c.title for c in columns], 9, bold=True)
     page.rule(20, 190, 115.5, 0.8)
     y = 118.0
     if len(invoice.line_items) > 12:
         raise ValueError("the letter layout has room for 12 line items on its one page")
-    for number, (item, rate) in enumerate(zip(invoice.line_items, style.rates, strict=True), 1):
-        cells = [
-            str(number),
-            item.description,
-            fmt.plain(item.quantity),
-            fmt.money(item.unit_price),
-            f"{fmt.plain(rate)} %",
-            fmt.money(item.amount),
-        ]
+    for cells in rows:
         page.row(20, y, columns, cells, 9.5)
         y += 7
     page.rule(20, 190, y, 0.8)
@@ -267,6 +263,30 @@ def letter_invoice(invoice: Invoice, style: Style) -> Canvas:
     return page
 
 
+def _letter_table(invoice: Invoice, style: Style) -> tuple[list[Column], list[list[str]]]:
+    lab, fmt = style.labels, style.fmt
+    columns = [
+        Column(lab.position, 11),
+        Column(lab.description, 76),
+        Column(lab.quantity, 16, "R"),
+        Column(lab.unit_price, 25, "R"),
+        Column(lab.rate, 14, "R"),
+        Column(lab.amount, 28, "R"),
+    ]
+    rows = [
+        [
+            str(number),
+            item.description,
+            fmt.plain(item.quantity),
+            fmt.money(item.unit_price),
+            f"{fmt.plain(rate)} %",
+            fmt.money(item.amount),
+        ]
+        for number, (item, rate) in enumerate(zip(invoice.line_items, style.rates, strict=True), 1)
+    ]
+    return columns, rows
+
+
 # --- US letter-size invoice with a colour band, Pillow at 150 DPI, to be photographed -------------
 
 NAVY, PALE = (28, 52, 94), (233, 238, 246)
@@ -274,7 +294,7 @@ NAVY, PALE = (28, 52, 94), (233, 238, 246)
 
 def us_invoice(invoice: Invoice, style: Style) -> Canvas:
     """A one-page US-style invoice on Letter paper at 150 DPI: band header, bill-to and ship-to."""
-    lab, fmt, seller, buyer = style.labels, style.fmt, invoice.seller, invoice.buyer
+    lab, seller, buyer = style.labels, invoice.seller, invoice.buyer
     page = Canvas(215.9, 279.4, 150)
     page.box(0, 0, 215.9, 32, NAVY)
     page.text(16, 10, seller.name, 17, bold=True, fill=(255, 255, 255))
@@ -299,12 +319,7 @@ def us_invoice(invoice: Invoice, style: Style) -> Canvas:
         for number, line in enumerate(lines):
             page.text(x, 78 + 5 * number, line, 10)
 
-    columns = [
-        Column(lab.quantity, 22, "R"),
-        Column(lab.description, 96),
-        Column(lab.unit_price, 32, "R"),
-        Column(lab.amount, 34, "R"),
-    ]
+    columns, rows = _us_table(invoice, style)
     page.box(16, 104, 200, 112, NAVY)
     page.row(
         16, 105.5, columns, [c.title.upper() for c in columns], 9, bold=True, fill=(255, 255, 255)
@@ -312,15 +327,9 @@ def us_invoice(invoice: Invoice, style: Style) -> Canvas:
     y = 112.0
     if len(invoice.line_items) > 10:
         raise ValueError("the US layout has room for 10 line items on its one page")
-    for number, item in enumerate(invoice.line_items):
+    for number, cells in enumerate(rows):
         if number % 2:
             page.box(16, y, 200, y + 8, PALE)
-        cells = [
-            fmt.plain(item.quantity),
-            item.description,
-            fmt.money(item.unit_price),
-            fmt.money(item.amount),
-        ]
         page.row(16, y + 1.8, columns, cells, 10)
         y += 8
     page.rule(16, 200, y, 0.8, fill=NAVY)
@@ -332,3 +341,27 @@ def us_invoice(invoice: Invoice, style: Style) -> Canvas:
     page.text(108, 250, style.footer, 9.5, align="C")
     page.text(108, 256, lab.closing, 11, bold=True, align="C", fill=NAVY)
     return page
+
+
+def _us_table(invoice: Invoice, style: Style) -> tuple[list[Column], list[list[str]]]:
+    lab, fmt = style.labels, style.fmt
+    columns = [
+        Column(lab.quantity, 22, "R"),
+        Column(lab.description, 96),
+        Column(lab.unit_price, 32, "R"),
+        Column(lab.amount, 34, "R"),
+    ]
+    rows = [
+        [fmt.plain(i.quantity), i.description, fmt.money(i.unit_price), fmt.money(i.amount)]
+        for i in invoice.line_items
+    ]
+    return columns, rows
+
+
+def line_item_table(layout: str, invoice: Invoice, style: Style) -> Table:
+    """The line-item table of `invoice` drawn by `layout` ("pdf", "letter" or "us"), as the
+    `table` schema's ground truth: headers and cells exactly as printed."""
+    build = {"pdf": _pdf_table, "letter": _letter_table, "us": _us_table}[layout]
+    columns, rows = build(invoice, style)
+    titles = [c.title.upper() if layout == "us" else c.title for c in columns]
+    return Table(columns=titles, rows=rows)

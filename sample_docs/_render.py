@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -18,6 +18,8 @@ from pathlib import Path
 
 from fpdf import FPDF
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
+
+from schemas.base import ExtractionSchema
 
 # Fixed metadata date of every PDF, so that a regeneration gives the same bytes.
 PDF_DATE = datetime(2025, 1, 1, tzinfo=UTC)
@@ -39,6 +41,16 @@ MONTHS = (
 )
 
 
+@dataclass(frozen=True)
+class Sample:
+    """One document of the set: its file name, its ground truth (one record per schema that
+    applies, e.g. an invoice and its line-item table), and how to draw it."""
+
+    name: str
+    truths: tuple[ExtractionSchema, ...]
+    render: Callable[[], bytes]
+
+
 # --- numbers, dates, identifiers ------------------------------------------------------------------
 
 
@@ -49,16 +61,22 @@ class NumberFormat:
     thousands: str
     decimal: str
     pattern: str  # e.g. "€{}", "{} €", "CHF {}"
+    parentheses: bool = False  # negatives as accountants print them: (150,00)
 
     def number(self, value: Decimal, places: int = 2) -> str:
         text = f"{abs(value.quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP)):f}"
         whole, _, fraction = text.partition(".")
         groups = [whole[max(0, end - 3) : end] for end in range(len(whole), 0, -3)][::-1]
-        sign = "-" if value < 0 else ""
-        return sign + self.thousands.join(groups) + (self.decimal + fraction if fraction else "")
+        digits = self.thousands.join(groups) + (self.decimal + fraction if fraction else "")
+        if value < 0:
+            return f"({digits})" if self.parentheses else "-" + digits
+        return digits
 
     def money(self, value: Decimal) -> str:
-        """`value` with its currency; a minus goes in front of both (-$500.00, -500,00 €)."""
+        """`value` with its currency; a minus goes in front of both (-$500.00, -500,00 €),
+        parentheses around both ((150,00 €))."""
+        if value < 0 and self.parentheses:
+            return f"({self.pattern.format(self.number(abs(value)))})"
         return ("-" if value < 0 else "") + self.pattern.format(self.number(abs(value)))
 
     def plain(self, value: Decimal) -> str:
@@ -247,7 +265,7 @@ def _noise(size: tuple[int, int], amplitude: int, seed: int, grain: int = 2) -> 
     )
 
 
-def scanned_pdf(page: Image.Image, *, seed: int, angle: float, title: str) -> bytes:
+def scanned_pdf(page: Image.Image, *, seed: int, angle: float, title: str, dpi: int = 200) -> bytes:
     """A page image made to look scanned (gray paper, skew, noise, specks, JPEG) as an image PDF."""
     gray = page.convert("L").filter(ImageFilter.GaussianBlur(0.7))
     gray = gray.point(lambda v: 14 + v * 218 // 255)  # ink 14, paper 232
@@ -262,7 +280,7 @@ def scanned_pdf(page: Image.Image, *, seed: int, angle: float, title: str) -> by
     gray.save(
         buffer,
         "PDF",
-        resolution=200,
+        resolution=dpi,
         quality=40,
         title=title,
         creator=CREATOR,

@@ -29,6 +29,11 @@ DATE_PATTERN = (
     r"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-9]))$"
 )
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
+# Chart values and other plain numbers: grouped digits, up to four decimals, a sign.
+_NUMBER_BODY = r"[0-9]{1,3}(?:[.,' ]?[0-9]{3}){0,4}(?:[.,][0-9]{1,4})?"
+NUMBER_PATTERN = rf"^-?{_NUMBER_BODY}$"
+# An IBAN as printed: country, check digits, then 10 to 30 letters or digits, in groups or not.
+IBAN_PATTERN = r"^[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){10,30}$"
 
 _SYMBOLS = re.compile(r"[€$£¥₹₽₩₺₪฿₫₦\s]|[A-Z]{3}|CHF|Fr\.?|kr\.?|zł", re.IGNORECASE)
 
@@ -100,6 +105,20 @@ def parse_percent(value: Any) -> Decimal | None:
         raise ValueError(f"not a percentage: {value!r}") from None
 
 
+def parse_date(value: Any) -> Any:
+    """Accept `DD.MM.YYYY` (unambiguous: day first wherever dots are used) besides ISO dates.
+
+    Anything else is passed on for Pydantic's own date parsing (which accepts ISO only), so an
+    ambiguous `03/04/2025` is rejected instead of guessed.
+    """
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*([0-9]{1,2})\.\s?([0-9]{1,2})\.\s?([0-9]{4})\s*", value)
+        if match:
+            day, month, year = (int(g) for g in match.groups())
+            return date(year, month, day)
+    return value
+
+
 def _decimal_to_str(value: Decimal | None) -> str | None:
     return None if value is None else format(value, "f")
 
@@ -130,27 +149,84 @@ Percent = Annotated[
 ]
 IsoDate = Annotated[
     date,
+    BeforeValidator(parse_date),
     PlainSerializer(lambda d: d.isoformat(), return_type=str),
     _json_string(DATE_PATTERN, 10, "date as YYYY-MM-DD"),
 ]
 
 
-def _upper(value: Any) -> Any:
-    return value.strip().upper() if isinstance(value, str) else value
+# Symbols that name one currency unambiguously enough for a back office ($ is USD unless the
+# model says otherwise: the grammar asks for the code, this only helps unconstrained backends).
+CURRENCY_SYMBOLS = {"€": "EUR", "$": "USD", "US$": "USD", "£": "GBP", "¥": "JPY", "FR.": "CHF"}
+
+
+def _currency(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    code = value.strip().upper()
+    return CURRENCY_SYMBOLS.get(code, code)
 
 
 CurrencyCode = Annotated[
     str,
-    BeforeValidator(_upper),
+    BeforeValidator(_currency),
     StringConstraints(pattern=CURRENCY_PATTERN),
-    WithJsonSchema({"type": "string", "pattern": CURRENCY_PATTERN, "description": "ISO 4217 code"}),
+    _json_string(CURRENCY_PATTERN, 3, "ISO 4217 code"),
 ]
+
+
+def bounded(max_length: int) -> StringConstraints:
+    """Constraint of a stripped string of at most `max_length` characters (the grammar enforces
+    the bound): `Annotated[str, bounded(80)]`."""
+    return StringConstraints(strip_whitespace=True, max_length=max_length)
 
 
 def text(max_length: int) -> Any:
     """A stripped string of at most `max_length` characters (the grammar enforces the bound)."""
-    return Annotated[str, StringConstraints(strip_whitespace=True, max_length=max_length)]
+    return Annotated[str, bounded(max_length)]
 
 
 ShortText = text(80)
 LongText = text(240)
+
+
+Number = Annotated[
+    Decimal,
+    BeforeValidator(parse_amount),
+    PlainSerializer(_decimal_to_str, return_type=str),
+    _json_string(NUMBER_PATTERN, 24, "number as printed, without unit"),
+]
+
+
+def normalize_iban(value: Any) -> Any:
+    """`de89 3704-0044 0532 0130 00` -> `DE89 3704 0044 0532 0130 00` (groups of four)."""
+    if not isinstance(value, str):
+        return value
+    compact = re.sub(r"[\s-]", "", value).upper()
+    if compact.startswith("IBAN"):
+        compact = compact[4:].lstrip(":")
+    return " ".join(compact[i : i + 4] for i in range(0, len(compact), 4))
+
+
+def iban_checksum_ok(value: str) -> bool:
+    """True when the IBAN's check digits verify (ISO 13616: the number mod 97 equals 1)."""
+    compact = value.replace(" ", "")
+    if not re.fullmatch(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{10,30}", compact):
+        return False
+    digits = "".join(str(int(c, 36)) for c in compact[4:] + compact[:4])
+    return int(digits) % 97 == 1
+
+
+Iban = Annotated[
+    str,
+    BeforeValidator(normalize_iban),
+    StringConstraints(pattern=r"^[A-Z]{2}[0-9]{2}(?: [A-Z0-9]{1,4}){3,8}$"),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": IBAN_PATTERN,
+            "maxLength": 42,
+            "description": "IBAN, letters and digits as printed",
+        }
+    ),
+]

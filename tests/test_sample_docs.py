@@ -1,5 +1,8 @@
 """sample_docs/: the generator is byte-deterministic, the committed files are current, and each
-document carries its ground truth (text layer, page split, legibility) as its JSON says."""
+document carries its ground truth (text layer, page split, legibility) as its JSON says.
+
+Ground truth: `NAME.json` beside `NAME.ext`, {"document": "NAME.ext", "records": {schema: record}}.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +18,17 @@ from pathlib import Path
 
 import pytest
 
+from schemas import get_schema
+from schemas.form import Form
 from schemas.invoice import Invoice
+from schemas.table import Table
 from schemas.types import parse_amount
 
 SAMPLE_DOCS = Path(__file__).resolve().parents[1] / "sample_docs"
 GENERATOR = SAMPLE_DOCS / "generate.py"
+TRUTHS = sorted(SAMPLE_DOCS.glob("*.json"))
 INVOICE_TRUTHS = sorted(SAMPLE_DOCS.glob("invoice-*.json"))
+DOCUMENTS = sorted(p for p in SAMPLE_DOCS.iterdir() if p.suffix in (".pdf", ".png"))
 BORN_DIGITAL = ["invoice-born-digital.pdf", "invoice-two-page.pdf"]
 
 needs_poppler = pytest.mark.skipif(
@@ -41,8 +49,12 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def records(document: str) -> dict[str, dict]:
+    return json.loads((SAMPLE_DOCS / document).with_suffix(".json").read_text())["records"]
+
+
 def truth(document: str) -> Invoice:
-    return Invoice.model_validate_json((SAMPLE_DOCS / document).with_suffix(".json").read_text())
+    return Invoice.model_validate(records(document)["invoice"])
 
 
 def pdftotext(pdf: Path, page: int | None = None) -> str:
@@ -72,7 +84,7 @@ def test_generation_is_byte_deterministic(fresh: Path, tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr
     names = sorted(p.name for p in fresh.iterdir())
     assert names == sorted(p.name for p in tmp_path.iterdir())
-    assert len(names) >= 8
+    assert len(names) >= 26
     for name in names:
         assert (fresh / name).read_bytes() == (tmp_path / name).read_bytes(), name
 
@@ -104,18 +116,40 @@ def test_check_flags_a_changed_file(fresh: Path, tmp_path: Path) -> None:
 
 def test_sample_docs_stay_small() -> None:
     size = sum(p.stat().st_size for p in SAMPLE_DOCS.iterdir() if p.is_file())
-    assert size < 1_500_000
+    assert size < 3_000_000
+
+
+def test_the_set_covers_every_built_in_schema_and_each_document_has_truth() -> None:
+    assert sorted(p.stem for p in DOCUMENTS) == sorted(p.stem for p in TRUTHS)
+    schemas = {name for path in TRUTHS for name in json.loads(path.read_text())["records"]}
+    assert schemas == {"invoice", "form", "table", "chart"}
+
+
+@pytest.mark.parametrize("path", TRUTHS, ids=lambda p: p.name)
+def test_truth_is_valid_without_review_reasons(path: Path) -> None:
+    data = json.loads(path.read_text())
+    assert (SAMPLE_DOCS / data["document"]).is_file()
+    assert Path(data["document"]).stem == path.stem
+    for name, raw in data["records"].items():
+        record = get_schema(name).model_validate(raw)
+        assert record.review_reasons() == [], (name, record.review_reasons())
+        assert record.model_dump(mode="json") == raw  # exactly the schema's JSON form
 
 
 @pytest.mark.parametrize("path", INVOICE_TRUTHS, ids=lambda p: p.name)
-def test_invoice_truth_is_valid_without_review_reasons(path: Path) -> None:
-    raw = json.loads(path.read_text())
-    invoice = Invoice.model_validate(raw)
-    assert invoice.review_reasons() == []
-    assert invoice.model_dump(mode="json") == raw  # the file is exactly the schema's JSON form
+def test_invoice_truth_has_its_line_item_table(path: Path) -> None:
+    data = json.loads(path.read_text())["records"]
+    invoice, table = Invoice.model_validate(data["invoice"]), Table.model_validate(data["table"])
     assert invoice.line_items and invoice.tax_lines and invoice.amount_due is not None
-    documents = [p for p in SAMPLE_DOCS.glob(f"{path.stem}.*") if p.suffix != ".json"]
-    assert len(documents) == 1, f"expected one document beside {path.name}, found {documents}"
+    assert len(table.rows) == len(invoice.line_items)
+    descriptions = [row[table.columns.index(_description(table))] for row in table.rows]
+    assert descriptions == [item.description for item in invoice.line_items]
+
+
+def _description(table: Table) -> str:
+    return next(
+        c for c in table.columns if c.lower() in ("description", "bezeichnung", "désignation")
+    )
 
 
 @needs_poppler
@@ -127,6 +161,61 @@ def test_text_layer_holds_the_truth(document: str) -> None:
     for item in invoice.line_items:
         assert item.description in text
     assert {invoice.total, invoice.subtotal, invoice.amount_due} <= printed_amounts(text)
+
+
+@needs_poppler
+def test_french_invoice_prints_the_discount_in_parentheses() -> None:
+    invoice, text = (
+        truth("invoice-fr-discount.pdf"),
+        pdftotext(SAMPLE_DOCS / "invoice-fr-discount.pdf"),
+    )
+    assert invoice.invoice_number in text and invoice.iban in text
+    assert all(item.description in text for item in invoice.line_items)
+    discount = invoice.line_items[-1]
+    assert discount.amount == Decimal("-150.00") and "(150,00)" in text
+    assert parse_amount("(150,00)") == discount.amount
+    assert "4 117,80 €" in text and invoice.total == Decimal("4117.80")
+
+
+@needs_poppler
+@pytest.mark.parametrize("document", ["table-price-list.pdf", "table-shipments-two-page.pdf"])
+def test_table_text_layer_holds_every_cell(document: str) -> None:
+    table, text = (
+        Table.model_validate(records(document)["table"]),
+        pdftotext(SAMPLE_DOCS / document),
+    )
+    assert len(table.rows) >= 38 and len(table.columns) == 6
+    for row in table.rows:
+        for cell in row:
+            assert cell and cell in text, cell
+    for note in table.notes:
+        assert note in text
+
+
+@needs_poppler
+def test_two_page_table_continues_under_a_repeated_header() -> None:
+    pdf = SAMPLE_DOCS / "table-shipments-two-page.pdf"
+    table = Table.model_validate(records("table-shipments-two-page.pdf")["table"])
+    assert pdfinfo(pdf)["Pages"].strip() == "2"
+    first, second = pdftotext(pdf, 1), pdftotext(pdf, 2)
+    ids = [row[1] for row in table.rows]
+    on_first, on_second = [i for i in ids if i in first], [i for i in ids if i in second]
+    assert on_first and on_second and on_first + on_second == ids  # once each, in order
+    assert all(column in second for column in table.columns)  # the header is repeated
+
+
+@needs_poppler
+def test_form_text_layer_holds_labels_and_values() -> None:
+    pdf = SAMPLE_DOCS / "form-supplier-registration.pdf"
+    form, text = Form.model_validate(records(pdf.name)["form"]), pdftotext(pdf)
+    assert form.title and form.title in text
+    for field in form.fields:
+        assert field.label and field.label in text
+    assert form.get("Annual turnover (EUR)").value == "12450000" and "12,450,000" in text
+    assert form.get("Date of incorporation").value == "2011-09-12" and "12.09.2011" in text
+    kinds = {f.kind for f in form.fields}
+    assert kinds == {"text", "number", "date", "checkbox", "signature"}
+    assert [f.checked for f in form.fields if f.kind == "checkbox"] == [True, False, True]
 
 
 @needs_poppler
@@ -154,7 +243,9 @@ def test_two_page_pdf_splits_line_items_across_pages() -> None:
 
 
 @pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract is not installed")
-@pytest.mark.parametrize("document", ["invoice-scanned.pdf", "invoice-photo.png"])
+@pytest.mark.parametrize(
+    "document", ["invoice-scanned.pdf", "invoice-photo.png", "invoice-uk-scanned.pdf"]
+)
 def test_images_are_legible(document: str, tmp_path: Path) -> None:
     image = SAMPLE_DOCS / document
     if image.suffix == ".pdf":
@@ -168,3 +259,23 @@ def test_images_are_legible(document: str, tmp_path: Path) -> None:
     invoice = truth(document)
     assert invoice.invoice_number in text
     assert invoice.total in printed_amounts(text)
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract is not installed")
+def test_chart_values_are_legible() -> None:
+    from schemas.chart import Chart
+
+    chart = Chart.model_validate(records("chart-revenue-bar.png")["chart"])
+    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
+    image = str(SAMPLE_DOCS / "chart-revenue-bar.png")
+    text = subprocess.run(  # --psm 11: sparse text, as labels on a chart are
+        ["tesseract", image, "-", "--psm", "11"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout
+    assert chart.title and chart.title in text
+    highest = chart.highest()
+    assert highest is not None and (highest.label, highest.value) == ("Q4", Decimal("18.2"))
+    assert {p.value for p in chart.points()} <= printed_amounts(text)
