@@ -154,7 +154,7 @@ def _print_rerun(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(result, indent=2, default=str))
         return
-    print_outcomes(console, [Outcome(**row) for row in result["outcomes"]])
+    print_outcomes(console, [Outcome(**row) for row in result["outcomes"]], title="rerun")
     _print_skipped(result["plan"]["skipped"])
 
 
@@ -229,11 +229,13 @@ def serve(
     if dry_run:
         print(json.dumps([describe(d) for d in deployments], indent=2))
         return
-    if not os.environ.get("PREFECT_API_URL"):
-        err_console.print(
-            "[yellow]PREFECT_API_URL is not set:[/] serving against a temporary local Prefect "
-            "server with no UI to reach. Start `prefect server start` and set "
-            "PREFECT_API_URL=http://127.0.0.1:4200/api for the UI."
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():  # environment or Prefect profile
+        # A temporary server would take the schedule and the UI with it when this stops.
+        raise ConfigError(
+            "serve needs a Prefect server: start one (`prefect server start`) and set "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api (or your server's /api URL)"
         )
     serve_deployments(deployments, settings.workers)
 

@@ -15,6 +15,7 @@ from rich.table import Table
 from pipeline import progress
 from pipeline.runner import Outcome
 from pipeline.store.models import Document, Extraction
+from pipeline.store.queries import RunMetrics
 
 STATUS_STYLE = {
     "succeeded": "green",
@@ -59,11 +60,13 @@ def progress_bar(console: Console, enabled: bool = True) -> Iterator[None]:
         progress.remove_listener(listen)
 
 
-def print_outcomes(console: Console, outcomes: Sequence[Outcome], as_json: bool = False) -> None:
+def print_outcomes(
+    console: Console, outcomes: Sequence[Outcome], as_json: bool = False, title: str = "run"
+) -> None:
     if as_json:
         print(json.dumps([o.to_json() for o in outcomes], indent=2))
         return
-    table = Table(title="docextract run")
+    table = Table(title=f"docextract {title}")
     for column in ("document", "pages", "schema", "status", "reason", "seconds"):
         table.add_column(column, overflow="fold")
     for o in outcomes:
@@ -86,11 +89,16 @@ def print_outcomes(console: Console, outcomes: Sequence[Outcome], as_json: bool 
 
 
 def print_status(
-    console: Console, counts: dict[str, int], latest: Sequence[Extraction], as_json: bool = False
+    console: Console,
+    counts: dict[str, int],
+    latest: Sequence[Extraction],
+    as_json: bool = False,
+    runs: Sequence[RunMetrics] = (),
 ) -> None:
     rows = [_extraction_row(e) for e in latest]
     if as_json:
-        print(json.dumps({"counts": counts, "latest": rows}, indent=2, default=str))
+        data = {"counts": counts, "runs": [r.to_json() for r in runs], "latest": rows}
+        print(json.dumps(data, indent=2, default=str))
         return
     summary = Table(title="extractions by status")
     summary.add_column("status")
@@ -98,6 +106,8 @@ def print_status(
     for status, count in sorted(counts.items()):
         summary.add_row(f"[{STATUS_STYLE.get(status, '')}]{status}[/]", str(count))
     console.print(summary)
+    if runs:
+        console.print(_runs_table(runs))
     table = Table(title="latest")
     for column in ("document", "sha256", "schema", "model", "status", "reason", "updated"):
         table.add_column(column, overflow="fold")
@@ -114,8 +124,28 @@ def print_status(
     console.print(table)
 
 
+def _runs_table(runs: Sequence[RunMetrics]) -> Table:
+    """Recent runs: what they did and their throughput (wall clock) and token cost per page."""
+    table = Table(title="recent runs")
+    for column in ("run", "kind", "started", "extractions", "pages", "pages/hour", "tokens/page"):
+        table.add_column(column, justify="right" if column != "kind" else "left")
+    for r in runs:
+        rate = r.pages_per_hour
+        tokens = r.tokens_per_page
+        table.add_row(
+            str(r.run_id),
+            r.kind,
+            str(r.started_at)[:19],
+            str(r.extractions),
+            str(r.pages),
+            "unfinished" if r.finished_at is None else (f"{rate:,.0f}" if rate else "-"),
+            f"{tokens:,.0f}" if tokens else "-",
+        )
+    return table
+
+
 def _extraction_row(e: Extraction) -> dict[str, Any]:
-    names = [p.name for p in e.document.paths]
+    names = [p.name for p in sorted(e.document.paths, key=lambda p: (p.last_seen_at, p.id))]
     reason = e.error_message or ("; ".join(e.review_reasons[:2]) if e.review_reasons else None)
     return {
         "document": names[-1] if names else "",
@@ -125,6 +155,8 @@ def _extraction_row(e: Extraction) -> dict[str, Any]:
         "status": e.status,
         "error_category": e.error_category,
         "reason": reason,
+        "tokens": e.input_tokens + e.output_tokens,
+        "pages": e.pages_total,
         "updated_at": e.updated_at,
     }
 

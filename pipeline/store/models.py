@@ -116,6 +116,9 @@ class Run(Base):
     parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
     counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    # The Prefect deployment that started it (the nightly schedule, a rerun from the UI); None
+    # for a plain CLI run.
+    deployment: Mapped[str | None] = mapped_column(String(255))
 
 
 class Extraction(Base):
@@ -135,6 +138,8 @@ class Extraction(Base):
             name="uq_extractions_unit_of_work",
         ),
         Index("ix_extractions_status", "status"),
+        Index("ix_extractions_run_id", "run_id"),
+        Index("ix_extractions_updated_at", "updated_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -160,6 +165,12 @@ class Extraction(Base):
     model_calls: Mapped[int] = mapped_column(default=0)
     attempts: Mapped[int] = mapped_column(default=0)
     seconds: Mapped[float] = mapped_column(default=0.0)
+    # Per-field confidence (field path -> 0..1) where the backend gives token log-probabilities.
+    field_confidence: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # CPU time of the work on this document (this process and its render subprocess) and time
+    # spent in generate() on a GPU; None where not measured (rows written before 0002).
+    cpu_seconds: Mapped[float | None]
+    gpu_seconds: Mapped[float | None]
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
     claimed_by: Mapped[str | None] = mapped_column(String(255))
     claimed_at: Mapped[datetime | None]
@@ -173,7 +184,13 @@ class Extraction(Base):
 
 
 class ExtractionEvent(Base):
-    """Append-only history: one row per status change of an extraction, with what it held."""
+    """Append-only history: one row per status change of an extraction, with what it held.
+
+    A final event (succeeded, needs_review, partial, failed) is a full snapshot of that attempt's
+    outcome (record, errors, raw outputs, tokens, timings), so a rerun that replaces the current
+    result loses nothing; per-run cost metrics are computed from these rows. Outcome columns are
+    None on claim/release events and on events written before revision 0002.
+    """
 
     __tablename__ = "extraction_events"
 
@@ -181,7 +198,9 @@ class ExtractionEvent(Base):
     extraction_id: Mapped[int] = mapped_column(
         ForeignKey("extractions.id", ondelete="CASCADE"), index=True
     )
-    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("runs.id", ondelete="SET NULL"), index=True
+    )
     at: Mapped[datetime] = mapped_column(default=utcnow)
     status: Mapped[str] = mapped_column(String(16))
     attempt: Mapped[int] = mapped_column(default=0)
@@ -190,5 +209,19 @@ class ExtractionEvent(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     record: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     review_reasons: Mapped[list[Any]] = mapped_column(default=list)
+    errors: Mapped[list[Any] | None] = mapped_column(JSONType)
+    raw_outputs: Mapped[list[Any] | None] = mapped_column(JSONType)
+    provenance: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    timings: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    field_confidence: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    pages_total: Mapped[int | None]
+    pages_failed: Mapped[int | None]
+    image_tokens: Mapped[int | None]
+    input_tokens: Mapped[int | None]
+    output_tokens: Mapped[int | None]
+    model_calls: Mapped[int | None]
+    seconds: Mapped[float | None]
+    cpu_seconds: Mapped[float | None]
+    gpu_seconds: Mapped[float | None]
 
     extraction: Mapped[Extraction] = relationship(back_populates="events")

@@ -41,6 +41,29 @@ def worker_name() -> str:
     return f"{user}@{socket.gethostname()}:{os.getpid()}"
 
 
+def is_dead_local_worker(worker: str) -> bool:
+    """True when `worker` (user@host:pid) ran on this machine and its process no longer exists.
+    False when unsure (another host, an unparsable name, a pid now used by another process)."""
+    identity, _, pid_text = worker.rpartition(":")
+    host = identity.partition("@")[2]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def _dead_local_claimant(session: Session, unit: UnitOfWork) -> str | None:
+    claimant = session.scalar(
+        select(Extraction.claimed_by).where(unit.where(), Extraction.status == Status.RUNNING.value)
+    )
+    return claimant if claimant and is_dead_local_worker(claimant) else None
+
+
 def _insert_ignoring_conflicts(
     session: Session, model: type, values: dict[str, Any], keys: Sequence[str]
 ) -> None:
@@ -109,9 +132,21 @@ def record_pages(
 
 
 def start_run(
-    session: Session, kind: str, parameters: dict[str, Any], flow_run_id: str | None = None
+    session: Session,
+    kind: str,
+    parameters: dict[str, Any],
+    flow_run_id: str | None = None,
+    deployment: str | None = None,
 ) -> Run:
-    run = Run(kind=kind, started_by=worker_name(), parameters=parameters, flow_run_id=flow_run_id)
+    """Record the start of a run: `kind` (run, nightly, rerun), who started it (user@host:pid),
+    its non-secret parameters, and where Prefect started it from (flow run, deployment)."""
+    run = Run(
+        kind=kind,
+        started_by=worker_name(),
+        parameters=parameters,
+        flow_run_id=flow_run_id,
+        deployment=deployment,
+    )
     session.add(run)
     session.flush()
     return run
@@ -154,9 +189,10 @@ def claim(
 ) -> Extraction | None:
     """Take ownership of `unit`, creating its row if needed; None when it is not ours to do.
 
-    Claimable: a new or pending row, a running row whose lease expired (its worker died), or a
-    final row whose status is in `redo` (an explicit rerun). Commit right after, so other
-    workers see the claim.
+    Claimable: a new or pending row, a running row whose lease expired (its worker died), a
+    running row of a worker on this machine whose process is gone (killed: no need to wait
+    for the lease), or a final row whose status is in `redo` (an explicit rerun). Commit
+    right after, so other workers see the claim.
     """
     now = utcnow()
     _insert_ignoring_conflicts(
@@ -183,8 +219,11 @@ def claim(
     claimable = [
         Extraction.status == Status.PENDING.value,
         and_(running, Extraction.claimed_at < now - lease),
-        and_(running, Extraction.claimed_by == worker),
-    ]  # our own claim (task retry)
+        and_(running, Extraction.claimed_by == worker),  # our own claim (a task retry)
+    ]
+    dead = _dead_local_claimant(session, unit)
+    if dead is not None:
+        claimable.append(and_(running, Extraction.claimed_by == dead))
     if redo:
         claimable.append(Extraction.status.in_([s.value for s in redo]))
     result = session.execute(
@@ -261,43 +300,104 @@ def current_extraction(session: Session, unit: UnitOfWork) -> Extraction | None:
     return session.scalars(select(Extraction).where(unit.where())).one_or_none()
 
 
+# What a final history event copies from the outcome: the whole attempt, so that nothing about
+# it is lost when a later attempt replaces the current result.
+SNAPSHOT_FIELDS = (
+    "error_category",
+    "error_message",
+    "record",
+    "errors",
+    "raw_outputs",
+    "provenance",
+    "timings",
+    "field_confidence",
+    "pages_total",
+    "pages_failed",
+    "image_tokens",
+    "input_tokens",
+    "output_tokens",
+    "model_calls",
+    "seconds",
+    "cpu_seconds",
+    "gpu_seconds",
+)
+FINAL_STATUSES = tuple(s.value for s in Status if s.is_final)
+
+
 def save_outcome(session: Session, extraction_id: int, worker: str, fields: dict[str, Any]) -> bool:
     """Write a final outcome if we still own the claim, and append it to the history.
 
     `fields` are Extraction columns (status, record, errors, tokens, timings...). Returns False
     (writing nothing) when the claim was lost to another worker after our lease expired.
+
+    A failed attempt never erases an earlier record: when the unit already holds one (this was
+    a rerun of a succeeded, needs_review or partial result), the failure goes into the history
+    and the row keeps its earlier outcome, with a second event that says so.
     """
+    owned = (
+        Extraction.id == extraction_id,
+        Extraction.claimed_by == worker,
+        Extraction.status == Status.RUNNING.value,
+    )
     now = utcnow()
-    result = session.execute(
+    # Write first: the compare-and-set takes the row (PostgreSQL) or database (SQLite) lock
+    # before anything is read, so a SQLite reader never has to upgrade a stale snapshot.
+    touched = session.execute(
         update(Extraction)
-        .where(
-            Extraction.id == extraction_id,
-            Extraction.claimed_by == worker,
-            Extraction.status == Status.RUNNING.value,
-        )
-        .values(**fields, claimed_by=None, claimed_at=None, updated_at=now)
+        .where(*owned)
+        .values(updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if touched.rowcount != 1:  # type: ignore[attr-defined]
         return False
+    earlier = session.scalar(select(Extraction.record).where(Extraction.id == extraction_id))
+    kept = _status_to_keep(session, extraction_id, fields, has_record=earlier is not None)
+    values = dict(fields) if kept is None else {"status": kept}
+    session.execute(
+        update(Extraction)
+        .where(Extraction.id == extraction_id)
+        .values(**values, claimed_by=None, claimed_at=None)
+        .execution_options(synchronize_session=False)
+    )
     extraction = session.get(Extraction, extraction_id)
     assert extraction is not None
     session.refresh(extraction)
+    snapshot = {name: fields.get(name) for name in SNAPSHOT_FIELDS}
+    snapshot["review_reasons"] = fields.get("review_reasons") or []
+    common = {"extraction_id": extraction_id, "run_id": extraction.run_id, "worker": worker}
+    attempt = extraction.attempts
     session.add(
-        ExtractionEvent(
-            extraction_id=extraction_id,
-            run_id=extraction.run_id,
-            at=now,
-            status=fields["status"],
-            attempt=extraction.attempts,
-            worker=worker,
-            error_category=fields.get("error_category"),
-            error_message=fields.get("error_message"),
-            record=fields.get("record"),
-            review_reasons=fields.get("review_reasons", []),
-        )
+        ExtractionEvent(**common, at=now, status=fields["status"], attempt=attempt, **snapshot)
     )
+    if kept is not None:
+        session.add(
+            ExtractionEvent(
+                **common,
+                at=now,
+                status=kept,
+                attempt=attempt,
+                error_message=f"attempt {attempt} failed; the earlier {kept} record was kept",
+            )
+        )
     return True
+
+
+def _status_to_keep(
+    session: Session, extraction_id: int, fields: dict[str, Any], *, has_record: bool
+) -> str | None:
+    """The earlier final status to keep instead of writing `fields`, or None to write them."""
+    if fields.get("status") != Status.FAILED.value or not has_record:
+        return None
+    return session.scalar(
+        select(ExtractionEvent.status)
+        .where(
+            ExtractionEvent.extraction_id == extraction_id,
+            ExtractionEvent.status.in_(FINAL_STATUSES),
+            ExtractionEvent.status != Status.FAILED.value,
+        )
+        .order_by(ExtractionEvent.id.desc())
+        .limit(1)
+    )
 
 
 def status_counts(session: Session) -> dict[str, int]:

@@ -1,0 +1,140 @@
+"""The shape of a schema's records, from its JSON Schema: fixed export columns and types.
+
+Exports take their columns from the schema, not from the data, so that every export of a schema
+has the same columns (a field that is null in every row still gets its column) and the same
+Parquet types. A value that is not one JSON type (a union) is written as JSON text.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Kind = Literal["object", "array", "string", "integer", "number", "boolean", "json"]
+_SCALARS = ("string", "integer", "number", "boolean")
+_MAX_DEPTH = 8  # recursive schemas stop here and become JSON text
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A node of a record: an object's fields (in schema order), an array's item, or a leaf."""
+
+    kind: Kind
+    fields: dict[str, Shape] = field(default_factory=dict)
+    item: Shape | None = None
+
+
+def record_shape(json_schema: dict[str, Any]) -> Shape:
+    """The shape of records valid against `json_schema` (Pydantic's, with `$defs`)."""
+    return _shape(json_schema, json_schema.get("$defs", {}), 0)
+
+
+def _shape(node: dict[str, Any], defs: dict[str, Any], depth: int) -> Shape:
+    if depth > _MAX_DEPTH:
+        return Shape("json")
+    if "$ref" in node:
+        return _shape(defs[node["$ref"].rsplit("/", 1)[-1]], defs, depth + 1)
+    options = [o for o in node.get("anyOf", node.get("oneOf", [])) if o.get("type") != "null"]
+    if options:
+        return _shape(options[0], defs, depth + 1) if len(options) == 1 else Shape("json")
+    kind = node.get("type")
+    if isinstance(kind, list):
+        kinds = [k for k in kind if k != "null"]
+        kind = kinds[0] if len(kinds) == 1 else None
+    if kind == "object" and "properties" in node:
+        return Shape(
+            "object", {k: _shape(v, defs, depth + 1) for k, v in node["properties"].items()}
+        )
+    if kind == "array":
+        return Shape("array", item=_shape(node.get("items", {}), defs, depth + 1))
+    return Shape(kind) if kind in _SCALARS else Shape("json")
+
+
+def leaf_columns(shape: Shape, prefix: str = "") -> list[str]:
+    """Dotted paths of the leaves outside arrays (an array inside is one JSON-text column when
+    `prefix` is inside a list item, else it is left to `array_paths`)."""
+    columns: list[str] = []
+    for name, child in shape.fields.items():
+        path = f"{prefix}{name}"
+        if child.kind == "object":
+            columns.extend(leaf_columns(child, f"{path}."))
+        elif child.kind != "array":
+            columns.append(path)
+    return columns
+
+
+def array_paths(shape: Shape, prefix: str = "") -> dict[str, Shape]:
+    """Each array outside arrays, by dotted path, with its item shape."""
+    found: dict[str, Shape] = {}
+    for name, child in shape.fields.items():
+        path = f"{prefix}{name}"
+        if child.kind == "object":
+            found.update(array_paths(child, f"{path}."))
+        elif child.kind == "array" and child.item is not None:
+            found[path] = child.item
+    return found
+
+
+def item_columns(item: Shape) -> list[str]:
+    """Columns of one list item: its leaves (nested arrays as JSON text), or `value`."""
+    if item.kind != "object":
+        return ["value"]
+    columns: list[str] = []
+    for name, child in item.fields.items():
+        if child.kind == "object":
+            columns.extend(f"{name}.{c}" for c in item_columns(child))
+        else:
+            columns.append(name)
+    return columns
+
+
+def lookup(value: Any, path: str) -> Any:
+    """The value at a dotted `path` in nested dicts; None where any step is missing or null."""
+    for key in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def item_row(item: Any, columns: list[str]) -> dict[str, Any]:
+    """One list item as {column: value} for `item_columns`; containers become JSON text."""
+    values = {"value": item} if columns == ["value"] else {c: lookup(item, c) for c in columns}
+    return {c: _text_if_container(v) for c, v in values.items()}
+
+
+def _text_if_container(value: Any) -> Any:
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, list | dict) else value
+
+
+def conform(value: Any, shape: Shape) -> Any:
+    """`value` reshaped to `shape` for Parquet: missing fields None, `json` leaves as text."""
+    if value is None:
+        return None
+    if shape.kind == "object":
+        source = value if isinstance(value, dict) else {}
+        return {k: conform(source.get(k), child) for k, child in shape.fields.items()}
+    if shape.kind == "array":
+        assert shape.item is not None
+        return [conform(v, shape.item) for v in value] if isinstance(value, list) else None
+    if shape.kind == "json":
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def arrow_type(shape: Shape) -> Any:
+    """The pyarrow type of `shape` (pyarrow imported by the caller)."""
+    import pyarrow as pa
+
+    if shape.kind == "object":
+        return pa.struct([pa.field(k, arrow_type(v)) for k, v in shape.fields.items()])
+    if shape.kind == "array":
+        assert shape.item is not None
+        return pa.list_(arrow_type(shape.item))
+    return {
+        "string": pa.string(),
+        "integer": pa.int64(),
+        "number": pa.float64(),
+        "boolean": pa.bool_(),
+    }.get(shape.kind, pa.string())
