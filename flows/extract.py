@@ -7,16 +7,18 @@ Tasks pass paths and ids; the model lives once per process (`pipeline.backends.g
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
-from prefect.runtime import flow_run
+from prefect.runtime import deployment, flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy.exc import OperationalError
 
 from pipeline import progress
+from pipeline.backends import get_model
 from pipeline.errors import ConfigError, InputError, StoreError
 from pipeline.ingest import discover
 from pipeline.runner import Outcome, process, register
@@ -25,18 +27,26 @@ from pipeline.store import repository as repo
 from pipeline.store.db import safe_url, session_factory, shared_engine
 from pipeline.types import Status
 
-SECRET_KEYS = {"db_url"}
+# Settings that must come from the worker's environment: parameters show in the Prefect UI.
+SECRET_SETTINGS = {
+    ("db_url",): "DOCEXTRACT_DB_URL",
+    ("model", "api_key"): "DOCEXTRACT_MODEL__API_KEY",
+}
 
 
 def build_settings(overrides: dict[str, Any] | None) -> Settings:
-    """Settings from the environment plus the flow's (non-secret) overrides."""
+    """Settings from the environment plus the flow's (non-secret) overrides. Raises
+    ConfigError when an override is a secret."""
     overrides = dict(overrides or {})
-    secret = SECRET_KEYS & set(overrides)
-    if secret:
-        raise ConfigError(
-            f"{sorted(secret)} cannot be flow parameters (they would show in the "
-            "Prefect UI); set DOCEXTRACT_DB_URL in the worker's environment."
-        )
+    for path, variable in SECRET_SETTINGS.items():
+        node: Any = overrides
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is not None:
+            raise ConfigError(
+                f"{'.'.join(path)!r} cannot be a flow parameter (parameters show in the Prefect "
+                f"UI); set {variable} in the worker's environment."
+            )
     return Settings(**overrides)
 
 
@@ -103,7 +113,10 @@ def extract_flow(
                 "files": len(files),
             },
             flow_run_id=str(flow_run.get_id() or ""),
+            deployment=deployment.get_name(),
         ).id
+    model_stats = _model_stats(settings)
+    started = time.perf_counter()
     futures = [extract_document.submit(str(f), overrides, run_id, list(redo or [])) for f in files]
     rows: list[dict[str, Any]] = []
     for file, future in zip(files, futures, strict=True):
@@ -117,9 +130,24 @@ def extract_flow(
                 "documents": len(files),
                 "outcomes": dict(counts),
                 "did_work": sum(1 for row in rows if row["did_work"]),
+                "seconds": round(time.perf_counter() - started, 3),
+                **_model_stats_since(settings, model_stats),
             },
         )
     return rows
+
+
+def _model_stats(settings: Settings) -> dict[str, float]:
+    stats = getattr(get_model(settings), "stats", None)
+    if stats is None:
+        return {}
+    return {"model_busy_s": stats.busy_s, "batches": stats.batches, "requests": stats.requests}
+
+
+def _model_stats_since(settings: Settings, before: dict[str, float]) -> dict[str, float]:
+    """This run's share of the process-wide model counters (a served model outlives runs)."""
+    after = _model_stats(settings)
+    return {key: round(after[key] - before.get(key, 0), 3) for key in after}
 
 
 def _rows_or_failure(path: str, future: Any, settings: Settings) -> list[dict[str, Any]]:

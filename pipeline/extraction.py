@@ -17,11 +17,13 @@ from PIL import Image
 from pydantic import ValidationError
 
 from pipeline.backends import VisionModel
+from pipeline.batching import GenerationTimeout
 from pipeline.errors import ModelError
-from pipeline.prompts import PROMPT_VERSION, extraction_prompt, reask_prompt
+from pipeline.prompts import PROMPT_VERSION, extraction_prompt, reask_prompt, tile_note
 from pipeline.settings import Settings
-from pipeline.tiling import tile_page
+from pipeline.tiling import DocumentBudget, tile_page
 from pipeline.types import (
+    Box,
     ErrorCategory,
     ErrorItem,
     PageImage,
@@ -67,6 +69,7 @@ class ExtractionResult:
     pages_total: int = 0
     pages_failed: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    route: dict[str, Any] | None = None  # the routing decision, when `--schema auto` chose this
 
     @property
     def error_category(self) -> ErrorCategory | None:
@@ -92,6 +95,7 @@ class _Job:
     tile: Tile
     attempt: int
     prompt: str
+    note: str = ""  # which part of the page the tile is (prompts.tile_note)
 
 
 def extract(
@@ -102,24 +106,26 @@ def extract(
     *,
     page_count: int | None = None,
     page_errors: Sequence[ErrorItem] = (),
+    timeout_s: float | None = None,
 ) -> ExtractionResult:
     """Extract one record of `schema` from the rendered `pages` of a document.
 
     `page_count` is the document's page count (pages that failed to render are in
     `page_errors`). Tiles of all pages are batched together; bad answers are re-asked with the
-    problem, at most `settings.extraction.max_reasks` times per tile.
+    problem, at most `settings.extraction.max_reasks` times per tile. Pages not done within
+    `timeout_s` seconds fail with category `timeout`.
     """
     started = time.perf_counter()
+    deadline = None if timeout_s is None else started + timeout_s
     grammar = schema.grammar_schema()
-    base_prompt = extraction_prompt(schema)
-    partials: dict[int, list[tuple[Tile, ExtractionSchema]]] = {}
+    partials: dict[int, list[tuple[Box | None, ExtractionSchema]]] = {}
     problems: dict[int, ErrorItem] = {}
     calls: list[ModelCall] = []
     generate_seconds = 0.0
     pending: deque[_Job] = deque()
     tiles = _tiles(pages, settings, model)
     while True:
-        _refill(pending, tiles, base_prompt, settings.model.batch_size)
+        _refill(pending, tiles, schema, settings.model.batch_size)
         if not pending:
             break
         batch = [pending.popleft() for _ in range(min(settings.model.batch_size, len(pending)))]
@@ -133,19 +139,32 @@ def extract(
             for job in batch
         ]
         t0 = time.perf_counter()
-        outputs = generate_splitting_on_failure(model, requests)
+        left = None if deadline is None else deadline - t0
+        if left is not None and left <= 0:
+            _time_out([*batch, *pending], pages, partials, problems, timeout_s)
+            break
+        outputs = generate_splitting_on_failure(model, requests, timeout_s=left)
         generate_seconds += time.perf_counter() - t0
         for job, output in zip(batch, outputs, strict=True):
             page = job.tile.page
             if isinstance(output, ModelError):
-                problems[page] = ErrorItem(ErrorCategory.MODEL_ERROR, str(output), page)
+                category = (
+                    ErrorCategory.TIMEOUT
+                    if isinstance(output, GenerationTimeout)
+                    else ErrorCategory.MODEL_ERROR
+                )
+                problems[page] = ErrorItem(category, str(output), page)
                 continue
             record, problem = parse_answer(schema, output)
             calls.append(_call(job, output, problem))
             if record is not None:
-                partials.setdefault(page, []).append((job.tile, record))
+                # the box, not the tile: page images must not pile up over a long document;
+                # no box for the global view, which only fills what the tiles left empty
+                box = None if job.tile.is_global else job.tile.box
+                partials.setdefault(page, []).append((box, record))
             elif job.attempt < settings.extraction.max_reasks:
-                pending.append(_Job(job.tile, job.attempt + 1, reask_prompt(schema, problem or "")))
+                prompt = reask_prompt(schema, problem or "", job.note)
+                pending.append(_Job(job.tile, job.attempt + 1, prompt, job.note))
             else:
                 problems[page] = ErrorItem(
                     ErrorCategory.INVALID_OUTPUT,
@@ -161,36 +180,74 @@ def extract(
     return result
 
 
-def _tiles(pages: Sequence[PageImage], settings: Settings, model: VisionModel) -> Iterator[Tile]:
-    """Tiles page by page, lazily, so only the pages of the current batch are in memory."""
+def _tiles(
+    pages: Sequence[PageImage], settings: Settings, model: VisionModel
+) -> Iterator[tuple[Tile, str]]:
+    """Tiles page by page, lazily (only the pages of the current batch are in memory), within
+    the document's token budget, each with the note that tells the model what part it is."""
+    budget = DocumentBudget(settings.tiling, model.geometry, len(pages))
     for page in pages:
         with Image.open(page.path) as image:
             rgb = image.convert("RGB")
-        yield from tile_page(page.number, rgb, settings.tiling, model.geometry)
+        allowed = budget.for_page(rgb.width, rgb.height)
+        tiles = tile_page(page.number, rgb, settings.tiling, model.geometry, allowed)
+        budget.spend(page.number, tiles, allowed)
+        parts = sum(not t.is_global for t in tiles)
+        for part, tile in enumerate(tiles, start=1):
+            yield tile, tile_note(part, parts, page.number, is_global=tile.is_global)
 
 
-def _refill(pending: deque[_Job], tiles: Iterator[Tile], prompt: str, size: int) -> None:
+def _refill(
+    pending: deque[_Job],
+    tiles: Iterator[tuple[Tile, str]],
+    schema: type[ExtractionSchema],
+    size: int,
+) -> None:
     while len(pending) < size:
-        tile = next(tiles, None)
+        tile, note = next(tiles, (None, ""))
         if tile is None:
             return
-        pending.append(_Job(tile, 0, prompt))
+        pending.append(_Job(tile, 0, extraction_prompt(schema, note), note))
+
+
+def _time_out(
+    jobs: Sequence[_Job],
+    pages: Sequence[PageImage],
+    partials: dict[int, list[tuple[Box | None, ExtractionSchema]]],
+    problems: dict[int, ErrorItem],
+    timeout_s: float | None,
+) -> None:
+    """Fail every page still waiting (queued, or not reached yet) with `timeout`."""
+    not_reached = {p.number for p in pages if p.number not in partials and p.number not in problems}
+    for page in {job.tile.page for job in jobs} | not_reached:
+        problems.setdefault(
+            page,
+            ErrorItem(
+                ErrorCategory.TIMEOUT,
+                f"not extracted within the document time limit of {timeout_s:.0f} s "
+                "(DOCEXTRACT_EXTRACTION__TIMEOUT_S)",
+                page,
+            ),
+        )
 
 
 def generate_splitting_on_failure(
-    model: VisionModel, requests: list[VisionRequest]
+    model: VisionModel, requests: list[VisionRequest], *, timeout_s: float | None = None
 ) -> list[VisionOutput | ModelError]:
     """`model.generate`, halving a batch that fails, so one bad request (or an out-of-memory
-    on a big batch) costs only its own output: that slot holds the ModelError instead."""
+    on a big batch) costs only its own output: that slot holds the ModelError instead.
+    A timeout is not split: every slot holds it."""
     try:
-        return list(model.generate(requests))
+        return list(model.generate(requests, timeout_s=timeout_s))
+    except GenerationTimeout as exc:
+        return [exc] * len(requests)
     except ModelError as exc:
         if len(requests) == 1:
             return [exc]
         middle = len(requests) // 2
         return generate_splitting_on_failure(
-            model, requests[:middle]
-        ) + generate_splitting_on_failure(model, requests[middle:])
+            model, requests[:middle], timeout_s=timeout_s
+        ) + generate_splitting_on_failure(model, requests[middle:], timeout_s=timeout_s)
 
 
 def parse_answer(
@@ -243,7 +300,7 @@ def _call(job: _Job, output: VisionOutput, problem: str | None) -> ModelCall:
 def _assemble(
     schema: type[ExtractionSchema],
     pages: Sequence[PageImage],
-    partials: dict[int, list[tuple[Tile, ExtractionSchema]]],
+    partials: dict[int, list[tuple[Box | None, ExtractionSchema]]],
     problems: dict[int, ErrorItem],
     page_errors: Sequence[ErrorItem],
     page_count: int | None,
@@ -251,7 +308,10 @@ def _assemble(
 ) -> ExtractionResult:
     """Merge tiles into pages and pages into the document; decide the status."""
     errors = list(page_errors) + [problems[p] for p in sorted(problems) if p not in partials]
-    page_records = [schema.merge([record for _, record in partials[p]]) for p in sorted(partials)]
+    page_records = [
+        schema.merge_tiles([record for _, record in partials[p]], [box for box, _ in partials[p]])
+        for p in sorted(partials)
+    ]
     total = page_count if page_count is not None else len(pages)
     failed = len({e.page for e in errors if e.page is not None})
     result = ExtractionResult(

@@ -141,6 +141,16 @@ def _kind(file: IngestedFile) -> str:
     )
 
 
+def cache_complete(file: IngestedFile, settings: RasterSettings, cache_dir: Path) -> bool:
+    """True when every page of `file` is cached as `rasterize` would render it now (same DPI
+    fitting, same validity checks), so extraction needs no source file."""
+    info = _cached_info(document_cache_dir(cache_dir, file.sha256), settings)
+    if info is None:
+        return False
+    _pages, _errors, steps = _plan(file, info, settings, cache_dir)
+    return not steps
+
+
 def _cached_info(doc_dir: Path, settings: RasterSettings) -> dict[str, Any] | None:
     try:
         info = json.loads((doc_dir / _INFO_FILE).read_text())

@@ -14,15 +14,18 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipeline.autoroute import SchemaPlan, plan_schemas, route_review_reason, unit_identity
 from pipeline.backends import VisionModel, backend_name_for, get_model
 from pipeline.errors import ConfigError, InputError, StoreError
 from pipeline.extraction import ExtractionResult, extract
 from pipeline.ingest import IngestedFile, RejectedFile, ingest_file
+from pipeline.passwords import load_passwords
 from pipeline.prompts import PROMPT_VERSION
-from pipeline.raster import rasterize
+from pipeline.raster import RasterResult, rasterize
+from pipeline.routing import AUTO
 from pipeline.settings import Settings
 from pipeline.store import repository as repo
 from pipeline.store.models import Document
@@ -31,7 +34,7 @@ from schemas import get_schema
 
 log = logging.getLogger(__name__)
 
-CLAIM_LEASE = timedelta(hours=1)
+DB_RETRY_DELAY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -91,11 +94,23 @@ def process(
     started = time.perf_counter()
     model = model or get_model(settings)
     worker = repo.worker_name()
-    claimed, outcomes = _claim_units(factory, registered, settings, model, worker, run_id, redo)
+    plan = plan_schemas(
+        factory,
+        registered.document_id,
+        settings,
+        model,
+        lambda: _rasterize(_ingested(factory, registered), settings),
+        registered.error,
+    )
+    lease = timedelta(seconds=settings.claim_lease_s)
+    claimed, outcomes = _claim_units(
+        factory, registered, plan.names, model, worker, run_id, redo, lease
+    )
     if not claimed:
         return outcomes
     try:
-        results, pages = _extract_all(factory, registered, settings, model, claimed)
+        results, pages = _extract_all(factory, registered, settings, model, claimed, worker)
+        _apply_plan(plan, claimed, results, settings)
     except (ConfigError, StoreError) as exc:  # the run is broken, not the document
         _release_all(factory, claimed, worker, str(exc))
         raise
@@ -111,13 +126,10 @@ def process(
         )
         results, pages = {name: _failed(name, item) for name in claimed}, None
     seconds = time.perf_counter() - started
-    for name, extraction_id in claimed.items():
-        result = results[name]
-        with factory.begin() as session:
-            saved = repo.save_outcome(
-                session, extraction_id, worker, _fields(result, model, settings, seconds)
-            )
-        if not saved:
+    fields = {name: _fields(results[name], model, settings, seconds) for name in claimed}
+    saved = _save_with_retries(factory, claimed, worker, fields)
+    for name, result in results.items():
+        if not saved[name]:
             log.warning(
                 "claim on %s/%s was taken over by another worker; result dropped",
                 registered.sha256[:12],
@@ -138,6 +150,33 @@ def process(
     return outcomes
 
 
+def _save_with_retries(
+    factory: sessionmaker[Session],
+    claimed: dict[str, int],
+    worker: str,
+    fields: dict[str, dict[str, object]],
+    attempts: int = 3,
+) -> dict[str, bool]:
+    """Every schema's outcome in one transaction, retried when the connection drops (the pool
+    reconnects), so an hour of model work is not lost to a database blip."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with factory.begin() as session:
+                return {
+                    name: repo.save_outcome(session, extraction_id, worker, fields[name])
+                    for name, extraction_id in claimed.items()
+                }
+        except OperationalError as exc:
+            if attempt == attempts:
+                raise StoreError(
+                    f"could not store the results after {attempts} tries: "
+                    f"{str(exc.orig or exc).strip().splitlines()[0]}"
+                ) from exc
+            log.warning("database write failed (%s); retrying", type(exc.orig).__name__)
+            time.sleep(DB_RETRY_DELAY_S * attempt)
+    raise AssertionError("unreachable")
+
+
 def _release_all(
     factory: sessionmaker[Session], claimed: dict[str, int], worker: str, reason: str
 ) -> None:
@@ -149,30 +188,45 @@ def _release_all(
         log.warning("could not release claims after: %s", reason)
 
 
+def _apply_plan(
+    plan: SchemaPlan,
+    claimed: dict[str, int],
+    results: dict[str, ExtractionResult],
+    settings: Settings,
+) -> None:
+    """Record a routing failure under `auto`, and a low-confidence routing as a review reason."""
+    if AUTO in claimed and plan.failure is not None:
+        results[AUTO] = _failed(AUTO, plan.failure)
+    chosen = plan.route.schema_name if plan.route else None
+    reason = route_review_reason(plan, settings)
+    if chosen in results and reason:
+        result = results[chosen]
+        result.review_reasons.append(reason)
+        if result.status is Status.SUCCEEDED:
+            result.status = Status.NEEDS_REVIEW
+    if chosen in results and plan.route is not None:
+        results[chosen].route = plan.route.to_json()
+
+
 def _claim_units(
     factory: sessionmaker[Session],
     registered: Registered,
-    settings: Settings,
+    names: list[str],
     model: VisionModel,
     worker: str,
     run_id: int | None,
     redo: Sequence[Status],
+    lease: timedelta,
 ) -> tuple[dict[str, int], list[Outcome]]:
     claimed: dict[str, int] = {}
     skipped: list[Outcome] = []
-    for name in settings.schemas:
-        schema = get_schema(name)
-        unit = repo.UnitOfWork(
-            registered.document_id,
-            schema.schema_name,
-            schema.schema_version,
-            model.model_id,
-            PROMPT_VERSION,
-        )
-        with factory.begin() as session:
-            extraction = repo.claim(
-                session, unit, worker, lease=CLAIM_LEASE, run_id=run_id, redo=redo
+    with factory.begin() as session:  # all schemas' claims commit together, visible at once
+        for name in names:
+            schema_name, schema_version = unit_identity(name)
+            unit = repo.UnitOfWork(
+                registered.document_id, schema_name, schema_version, model.model_id, PROMPT_VERSION
             )
+            extraction = repo.claim(session, unit, worker, lease=lease, run_id=run_id, redo=redo)
             if extraction is not None:
                 claimed[name] = extraction.id
                 continue
@@ -199,39 +253,81 @@ def _extract_all(
     settings: Settings,
     model: VisionModel,
     claimed: dict[str, int],
+    worker: str,
 ) -> tuple[dict[str, ExtractionResult], int]:
     if registered.error is not None:
         raise InputError(registered.error.category, registered.error.message)
-    with factory() as session:
-        document = session.get(Document, registered.document_id)
-        assert document is not None
-        file = IngestedFile(
-            Path(registered.path), document.sha256, document.media_type or "", document.size_bytes
-        )
-    raster = rasterize(file, settings.raster, settings.page_cache_dir)
+    started, cpu_started = time.perf_counter(), time.thread_time()
+    raster = _rasterize(_ingested(factory, registered), settings)
+    raster_s = time.perf_counter() - started
     with factory.begin() as session:
         document = session.get(Document, registered.document_id)
         assert document is not None
         repo.record_pages(session, document, raster.page_count, raster.pages)
-    results = {
-        name: extract(
+    deadline = time.monotonic() + settings.extraction.timeout_s
+    results: dict[str, ExtractionResult] = {}
+    for name in claimed:
+        if name == AUTO:
+            continue
+        _renew_claims(factory, claimed, worker)  # a long document must not look abandoned
+        results[name] = extract(
             raster.pages,
             get_schema(name),
             model,
             settings,
             page_count=raster.page_count,
             page_errors=raster.errors,
+            timeout_s=max(0.0, deadline - time.monotonic()),
         )
-        for name in claimed
-    }
+    cpu_s = time.thread_time() - cpu_started  # this worker thread (the model runs elsewhere)
+    for result in results.values():
+        result.timings.update(raster_s=round(raster_s, 3), worker_cpu_s=round(cpu_s, 3))
     return results, raster.page_count
 
 
+def _renew_claims(factory: sessionmaker[Session], claimed: dict[str, int], worker: str) -> None:
+    with factory.begin() as session:
+        for extraction_id in claimed.values():
+            repo.renew_claim(session, extraction_id, worker)
+
+
+def _ingested(factory: sessionmaker[Session], registered: Registered) -> IngestedFile:
+    with factory() as session:
+        document = session.get(Document, registered.document_id)
+        assert document is not None
+        return IngestedFile(
+            Path(registered.path), document.sha256, document.media_type or "", document.size_bytes
+        )
+
+
+def _rasterize(file: IngestedFile, settings: Settings) -> RasterResult:
+    """Render with no password, then with each password the user's file offers for it."""
+    candidates = load_passwords(settings.passwords_file).candidates(file.path, file.sha256)
+    try:
+        return rasterize(file, settings.raster, settings.page_cache_dir)
+    except InputError as exc:
+        if exc.category is not ErrorCategory.PASSWORD_REQUIRED or not candidates:
+            raise
+        refusal = exc
+    for password in candidates:
+        try:
+            return rasterize(file, settings.raster, settings.page_cache_dir, password=password)
+        except InputError as exc:
+            if exc.category is not ErrorCategory.PASSWORD_REQUIRED:
+                raise
+            refusal = exc
+    raise InputError(
+        ErrorCategory.PASSWORD_REQUIRED,
+        f"{refusal.message} (none of the {len(candidates)} password(s) in the passwords file "
+        "for it opened it)",
+    )
+
+
 def _failed(schema_name: str, item: ErrorItem) -> ExtractionResult:
-    schema = get_schema(schema_name)
+    name, version = unit_identity(schema_name)
     return ExtractionResult(
-        schema.schema_name,
-        schema.schema_version,
+        name,
+        version,
         PROMPT_VERSION,
         Status.FAILED,
         None,
@@ -251,6 +347,7 @@ def _fields(
 ) -> dict[str, object]:
     calls = result.calls
     category = result.error_category
+    model_seconds = sum(c.seconds for c in calls)
     return {
         "status": result.status.value,
         "error_category": category.value if category else None,
@@ -260,6 +357,7 @@ def _fields(
         "errors": [e.to_json() for e in result.errors],
         "raw_outputs": [c.to_json() for c in calls],
         "provenance": {
+            **({"route": result.route} if result.route else {}),
             "model_id": model.model_id,
             "backend": backend_name_for(settings),
             "prompt_version": result.prompt_version,
@@ -268,7 +366,11 @@ def _fields(
             "dpi": settings.raster.dpi,
             "max_new_tokens": settings.model.max_new_tokens,
         },
-        "timings": {**result.timings, "document_s": round(seconds, 3)},
+        "timings": {
+            **result.timings,
+            "model_s": round(model_seconds, 3),
+            "document_s": round(seconds, 3),
+        },
         "pages_total": result.pages_total,
         "pages_failed": result.pages_failed,
         "image_tokens": sum(c.image_tokens for c in calls),
@@ -276,4 +378,12 @@ def _fields(
         "output_tokens": sum(c.output_tokens for c in calls),
         "model_calls": len(calls),
         "seconds": round(seconds, 3),
+        "cpu_seconds": result.timings.get("worker_cpu_s"),
+        "gpu_seconds": round(model_seconds, 3) if _on_gpu(model) else None,
     }
+
+
+def _on_gpu(model: VisionModel) -> bool:
+    inner = getattr(model, "inner", model)  # behind the batching layer
+    device = getattr(inner, "device", None)
+    return getattr(device, "type", None) == "cuda"

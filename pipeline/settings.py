@@ -44,10 +44,53 @@ class ModelSettings(BaseModel):
     quantization: Literal["none", "4bit", "8bit"] = Field(
         "none", description="bitsandbytes loading, so the 7B model fits a 16 GB card (GPU only)."
     )
-    batch_size: int = Field(8, ge=1, description="Most requests per generate() call.")
+    batch_size: int = Field(
+        8,
+        ge=1,
+        description="Most requests per generate() call, across documents; halved on "
+        "out-of-memory and grown back after a run of successes.",
+    )
+    max_batch_image_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Image-token budget per batch (a memory bound); none: batch_size alone.",
+    )
+    batch_wait_s: float = Field(
+        0.05,
+        ge=0,
+        description="How long a request may wait for others to fill its batch.",
+    )
     max_new_tokens: int = Field(768, ge=16, description="Hard cap on output tokens per request.")
     local_files_only: bool = Field(
         False, description="Never contact the hub; load from the local cache or a folder only."
+    )
+    base_url: str | None = Field(
+        None,
+        description="openai backend: the OpenAI-compatible server's base URL, e.g. "
+        "http://gpu1:8000/v1 for `vllm serve`; '/v1' is added to a URL without a path.",
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description="openai backend: bearer token the server expects (vLLM's --api-key). "
+        "Never logged.",
+    )
+    request_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="openai backend: longest wait for one answer, in seconds; a request still "
+        "unanswered then fails (model_error) without being sent again.",
+    )
+    max_concurrency: int = Field(
+        8,
+        ge=1,
+        description="openai backend: requests in flight at once from this process (one HTTP "
+        "connection each). Requests in flight are also bounded by batch_size.",
+    )
+    max_retries: int = Field(
+        4,
+        ge=0,
+        description="openai backend: retries of a request after a 408, 429 or 5xx answer or a "
+        "lost connection, with exponential backoff and jitter (Retry-After respected).",
     )
 
 
@@ -91,14 +134,70 @@ class RasterSettings(BaseModel):
 
 
 class TilingSettings(BaseModel):
-    strategy: Literal["anyres"] = Field(
-        "anyres", description="'anyres': the whole page, resized by the model's own processor."
+    """How pages become the images the model reads (see pipeline/tiling.py, autotile.py)."""
+
+    strategy: Literal["auto", "grid", "anyres"] = Field(
+        "auto",
+        description="'auto': tiles sized from the page's measured small print, covering only the "
+        "rows that hold ink; 'grid': grid_rows x grid_cols overlapping tiles; 'anyres': the whole "
+        "page, resized by the model's own processor (an A4 page at 200 DPI reaches the vision "
+        "tower at about 57 DPI).",
+    )
+    target_x_height_px: float = Field(
+        7.0,
+        gt=0,
+        le=64,
+        description="auto: x-height (height of a lowercase x) that the page's small print keeps "
+        "after the processor's resize, in pixels of a 336 px vision tile (scaled with the model's "
+        "tile size). Higher is more legible and costs more image tokens.",
+    )
+    grid_rows: int = Field(
+        3, ge=1, le=8, description="grid: rows of tiles (full-width bands by default)."
+    )
+    grid_cols: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="grid: columns of tiles; a vertical cut splits the lines it crosses, so "
+        "columns are the first to go when the grid exceeds the page budget.",
+    )
+    overlap: float = Field(
+        0.1,
+        ge=0,
+        le=0.5,
+        description="grid: share of a cell's side that neighbouring tiles overlap at least (tiles "
+        "widened to a pinpoint's shape overlap more).",
+    )
+    page_token_budget: int | None = Field(
+        None,
+        ge=1,
+        description="Most image tokens one page may cost, global view included; unset: "
+        "page_budget_vs_anyres times the page's whole-page cost (plus the global view's). The "
+        "whole page as one image is the floor.",
+    )
+    page_budget_vs_anyres: float = Field(
+        3.0,
+        ge=1.0,
+        description="Page budget, when page_token_budget is unset, as a multiple of the image "
+        "tokens of the whole page at 'anyres' (2,256 for A4 with llava-next-7b).",
+    )
+    document_token_budget: int | None = Field(
+        None,
+        ge=1,
+        description="Most image tokens a whole document may cost (first attempts; re-asks come "
+        "on top); each page gets at most its fair share of what is left. Unset: no limit.",
+    )
+    global_view: bool = Field(
+        False,
+        description="Also send each tiled page whole (one 'anyres' request) for context; its "
+        "answer only fills fields that the tiles left empty. Costs the page's anyres tokens, on "
+        "top of page_budget_vs_anyres (out of page_token_budget when that is set).",
     )
     max_side_px: int = Field(
         2016,
         ge=336,
-        description="Pages are downscaled to this longest side before the processor sees them; "
-        "the processor never keeps more than 1008 px anyway.",
+        description="Whole-page images are downscaled to this longest side before the processor "
+        "sees them; the processor never keeps more than 1008 px anyway.",
     )
 
 
@@ -106,12 +205,31 @@ class ExtractionSettings(BaseModel):
     max_reasks: int = Field(
         2, ge=0, description="Re-asks with the validation error after a bad output."
     )
+    timeout_s: float = Field(
+        1800.0,
+        gt=0,
+        description="Time limit for extracting one document (all schemas, after rendering); "
+        "pages not done by then fail with category 'timeout'.",
+    )
     max_failed_page_share: float = Field(
         0.5,
         ge=0,
         le=1,
         description="Error budget: a document whose failed pages exceed this share ends failed, "
         "below it partial.",
+    )
+
+
+class RoutingSettings(BaseModel):
+    candidates: list[str] = Field(
+        default_factory=lambda: ["invoice", "form", "table", "chart"],
+        description="Schemas `--schema auto` chooses among (names, module:Model or JSON files).",
+    )
+    min_probability: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A routing choice below this probability makes the record needs_review.",
     )
 
 
@@ -129,6 +247,17 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     schemas: list[str] = Field(default_factory=lambda: ["invoice"])
     workers: int = Field(2, ge=1, description="Documents in flight at once in one process.")
+    claim_lease_s: float = Field(
+        3600.0,
+        gt=0,
+        description="Seconds a claim on a unit of work stays valid without renewal; a crashed "
+        "worker's claims are taken over after it (a live worker renews between stages).",
+    )
+    passwords_file: Path | None = Field(
+        None,
+        description="JSON file of PDF passwords by file name, path or sha256 ('*': tried on "
+        "any encrypted file). Its contents are never logged or stored.",
+    )
     inbox_skip: list[str] = Field(
         default_factory=lambda: ["*.json", "*.md", "*.txt", "*.csv", "*.py", "*.log"],
         description="File-name globs skipped when a folder is recursed (sidecars such as "
@@ -138,6 +267,7 @@ class Settings(BaseSettings):
     raster: RasterSettings = Field(default_factory=lambda: RasterSettings())
     tiling: TilingSettings = Field(default_factory=lambda: TilingSettings())
     extraction: ExtractionSettings = Field(default_factory=lambda: ExtractionSettings())
+    routing: RoutingSettings = Field(default_factory=lambda: RoutingSettings())
 
     @property
     def page_cache_dir(self) -> Path:

@@ -112,7 +112,11 @@ StopReason = Literal["end", "length"]
 
 @dataclass(frozen=True)
 class VisionOutput:
-    """What a backend returns for one request. `stop_reason == "length"` is never valid JSON."""
+    """What a backend returns for one request. `stop_reason == "length"` is never valid JSON.
+
+    `seconds` is this request's share of the model time that produced it (a batch's generate
+    time divided by its rows; a server request's own latency), so shares add up to model time.
+    """
 
     text: str
     stop_reason: StopReason

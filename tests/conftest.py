@@ -86,15 +86,26 @@ def settings(tmp_path: Path, sqlite_url: str) -> Settings:
 
 
 def make_page(
-    directory: Path, number: int, size: tuple[int, int] = (850, 1100), label: str = "INVOICE"
+    directory: Path,
+    number: int,
+    size: tuple[int, int] = (850, 1100),
+    label: str = "INVOICE",
+    background: str = "white",
 ) -> PageImage:
-    """A rendered page PNG on disk (white, one line of text), as the rasterizer would leave it."""
+    """A rendered page PNG on disk (one line of text), as the rasterizer would leave it.
+    Scripted tests mark pages by `background`, which survives any tiling or resizing."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"p{number:04d}.png"
-    image = Image.new("RGB", size, "white")
+    image = Image.new("RGB", size, background)
     ImageDraw.Draw(image).text((40, 40), f"{label} page {number}", fill="black")
     image.save(path)
     return PageImage(number=number, path=path, width=size[0], height=size[1], dpi=100)
+
+
+def is_red(image: Image.Image) -> bool:
+    """Whether an image (a page or any tile of it) comes from a page made with a red background."""
+    r, g, b = image.convert("RGB").resize((1, 1)).getpixel((0, 0))  # type: ignore[misc]
+    return r > 180 and g < 120 and b < 120
 
 
 @pytest.fixture(scope="session")

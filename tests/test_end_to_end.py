@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageDraw
 from sqlalchemy import func, select
 
+from pipeline.errors import StoreError
+from pipeline.prompts import PROMPT_VERSION
 from pipeline.store.db import open_database, session_factory
 from pipeline.store.models import Document, Extraction, ExtractionEvent
+from schemas import get_schema
 from schemas.invoice import Invoice
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,17 +56,20 @@ def cli_env(prefect_api_url: str, shared_cache_dir: Path) -> dict[str, str]:
     return env
 
 
-def run_samples(db_url: str, env: dict[str, str]) -> list[dict[str, object]]:
+def run_samples(
+    db_url: str, env: dict[str, str], inbox: Path = SAMPLES, *options: str
+) -> list[dict[str, object]]:
     result = docextract(
-        "run", str(SAMPLES), "--model", "tiny-random", "--db", db_url, "--json", env=env
+        "run", str(inbox), "--model", "tiny-random", "--db", db_url, "--json", *options, env=env
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)
 
 
 def test_sample_docs_end_to_end_then_rerun_does_no_work(
-    db_url: str, cli_env: dict[str, str]
+    sqlite_url: str, cli_env: dict[str, str]
 ) -> None:
+    db_url = sqlite_url
     first = run_samples(db_url, cli_env)
     assert sorted(Path(str(r["path"])).name for r in first) == SAMPLE_FILES
     assert all(r["did_work"] for r in first)
@@ -77,7 +87,7 @@ def test_sample_docs_end_to_end_then_rerun_does_no_work(
             assert extraction.model_id == "tiny-random-v1"
             assert extraction.raw_outputs and extraction.raw_outputs[0]["text"]
             assert extraction.image_tokens > 0 and extraction.output_tokens > 0
-            assert extraction.provenance["prompt_version"] == "1"
+            assert extraction.provenance["prompt_version"] == PROMPT_VERSION
         events_before = session.scalar(select(func.count()).select_from(ExtractionEvent))
 
     second = run_samples(db_url, cli_env)
@@ -93,11 +103,42 @@ def test_sample_docs_end_to_end_then_rerun_does_no_work(
     document = json.loads(shown.stdout)
     assert document["page_count"] == 2
     provenance = document["extractions"][0]["provenance"]
-    assert provenance["model_id"] == "tiny-random-v1" and provenance["schema_version"] == "1.0"
+    assert (
+        provenance["model_id"] == "tiny-random-v1"
+        and provenance["schema_version"] == Invoice.schema_version
+    )
 
     status = docextract("status", "--db", db_url, "--json", env=cli_env)
     counts = json.loads(status.stdout)["counts"]
     assert sum(counts.values()) == len(SAMPLE_FILES)
+
+
+def test_postgresql_with_routing_then_rerun_does_no_work(
+    postgres_url: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The production database, and `--schema auto`: each document is routed once, extracted
+    with the chosen schema, and a second run neither routes nor extracts again."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    chosen = ["invoice-born-digital.pdf", "form-supplier-registration.pdf", "chart-revenue-bar.png"]
+    for name in chosen:
+        shutil.copy(SAMPLES / name, inbox / name)
+    first = run_samples(postgres_url, cli_env, inbox, "--schema", "auto")
+    assert len(first) == len(chosen) and all(r["did_work"] for r in first)
+    assert {r["schema"] for r in first} <= {"invoice", "form", "table", "chart"}, first
+    assert {r["status"] for r in first} <= {"succeeded", "needs_review"}, first
+    factory = session_factory(open_database(postgres_url, create=False))
+    with factory() as session:
+        extractions = session.scalars(select(Extraction)).all()
+        assert len(extractions) == len(chosen)
+        for extraction in extractions:
+            route = extraction.provenance["route"]
+            assert route["schema"] == extraction.schema_name
+            assert 0 < route["probability"] <= 1
+            get_schema(extraction.schema_name).model_validate(extraction.record)
+    second = run_samples(postgres_url, cli_env, inbox, "--schema", "auto")
+    assert not any(r["did_work"] for r in second)
+    assert sorted(r["schema"] for r in second) == sorted(r["schema"] for r in first)
 
 
 def test_unreachable_database_stops_the_run_before_work(
@@ -120,3 +161,78 @@ def test_unknown_schema_is_a_configuration_error(cli_env: dict[str, str], sqlite
     result = docextract("run", str(SAMPLES), "--schema", "receipt", "--db", sqlite_url, env=cli_env)
     assert result.returncode == 2
     assert "Unknown schema 'receipt'" in result.stderr and "invoice" in result.stderr
+
+
+def test_kill_9_mid_run_then_run_again_loses_and_duplicates_nothing(
+    sqlite_url: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """SIGKILL the whole `docextract run` (CLI, Prefect, render workers) over 20 documents
+    mid-run, then run again: each document ends with exactly one final extraction."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for number in range(20):
+        image = Image.new("RGB", (800, 1000), "white")
+        ImageDraw.Draw(image).text((50, 50), f"INVOICE {number}", fill="black")
+        image.save(inbox / f"doc-{number:02d}.png")
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "run",
+        str(inbox),
+        "--model",
+        "tiny-random",
+        "--db",
+        sqlite_url,
+        "--json",
+    ]
+    victim = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=cli_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for_final_extractions(sqlite_url, at_least=3, process=victim)
+    finally:
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=30)
+    factory = session_factory(open_database(sqlite_url, create=False))
+    with factory() as session:
+        done_before = session.scalar(
+            select(func.count()).select_from(Extraction).where(Extraction.status != "running")
+        )
+    assert done_before is not None and done_before < 20, "the run ended before it was killed"
+
+    rows = run_samples(sqlite_url, cli_env, inbox)
+    assert len(rows) == 20 and {r["status"] for r in rows} <= {"succeeded", "needs_review"}
+    with factory() as session:
+        extractions = session.scalars(select(Extraction)).all()
+        assert session.scalar(select(func.count()).select_from(Document)) == 20
+    assert len(extractions) == 20
+    assert all(e.status in ("succeeded", "needs_review") and e.record for e in extractions)
+    assert sum(1 for r in rows if r["did_work"]) == 20 - done_before
+
+
+def wait_for_final_extractions(
+    db_url: str, at_least: int, process: subprocess.Popen[bytes], timeout: float = 300
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the run ended before it was killed"
+        try:
+            factory = session_factory(open_database(db_url, create=False))
+            with factory() as session:
+                done = session.scalar(
+                    select(func.count())
+                    .select_from(Extraction)
+                    .where(Extraction.status.in_(["succeeded", "needs_review", "failed"]))
+                )
+        except StoreError:  # the run has not created the schema yet
+            done = 0
+        if (done or 0) >= at_least:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"fewer than {at_least} documents done within {timeout} s")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import make_page
+from conftest import is_red, make_page
 
 from pipeline.backends.scripted import ScriptedModel
 from pipeline.errors import ModelError
@@ -77,15 +77,15 @@ def test_rule_failure_gives_needs_review_with_reason(tmp_path: Path, settings: S
     assert any("!= total 150.00" in r for r in result.review_reasons)
 
 
-def fails_on_999px_pages(request: VisionRequest, number: int) -> str:
-    """Pages 999 px high get a broken answer, every other page a good one."""
-    return "{broken" if request.images[0].height == 999 else answer()
+def fails_on_red_pages(request: VisionRequest, number: int) -> str:
+    """Red pages get a broken answer, every other page a good one."""
+    return "{broken" if is_red(request.images[0]) else answer()
 
 
 def test_page_failures_within_budget_are_partial(tmp_path: Path, settings: Settings) -> None:
     settings.extraction.max_reasks = 0
-    pages = [make_page(tmp_path / "a", 1), make_page(tmp_path / "b", 2, size=(700, 999))]
-    result = extract(pages, Invoice, ScriptedModel(fails_on_999px_pages), settings)
+    pages = [make_page(tmp_path / "a", 1), make_page(tmp_path / "b", 2, background="red")]
+    result = extract(pages, Invoice, ScriptedModel(fails_on_red_pages), settings)
     assert result.status is Status.PARTIAL
     assert result.pages_failed == 1 and result.errors[0].page == 2
     assert result.record is not None
@@ -95,10 +95,10 @@ def test_page_failures_beyond_budget_are_failed(tmp_path: Path, settings: Settin
     settings.extraction.max_reasks = 0
     pages = [
         make_page(tmp_path / "a", 1),
-        make_page(tmp_path / "b", 2, size=(700, 999)),
-        make_page(tmp_path / "c", 3, size=(700, 999)),
+        make_page(tmp_path / "b", 2, background="red"),
+        make_page(tmp_path / "c", 3, background="red"),
     ]
-    result = extract(pages, Invoice, ScriptedModel(fails_on_999px_pages), settings)
+    result = extract(pages, Invoice, ScriptedModel(fails_on_red_pages), settings)
     assert result.status is Status.FAILED
     assert result.pages_failed == 2
 
@@ -147,12 +147,13 @@ def test_a_failing_batch_is_split_and_only_the_bad_request_fails(
     def script(request: VisionRequest, number: int) -> object:
         return (
             ModelError("CUDA out of memory", retryable=True)
-            if request.images[0].height == 999
+            if is_red(request.images[0])
             else answer()
         )
 
     pages = [
-        make_page(tmp_path / str(n), n, size=(700, 999 if n == 3 else 900)) for n in range(1, 5)
+        make_page(tmp_path / str(n), n, background="red" if n == 3 else "white")
+        for n in range(1, 5)
     ]
     model = ScriptedModel(script)  # type: ignore[arg-type]
     result = extract(pages, Invoice, model, settings)

@@ -25,14 +25,19 @@ class ScriptedModel:
     """Replies to each request with `script(request, call_number)` (call_number counts from 0).
 
     A reply is the output text, a (text, stop_reason) pair, or an exception to raise from
-    `generate()` for the whole batch (to inject model faults).
+    `generate()` for the whole batch (to inject model faults). Requests are kept in `requests`
+    for tests to inspect, unless `keep_requests` is False (long runs: they hold images).
     """
 
-    def __init__(self, script: Script, model_id: str = "scripted") -> None:
+    def __init__(
+        self, script: Script, model_id: str = "scripted", *, keep_requests: bool = True
+    ) -> None:
         self.model_id = model_id
         self.geometry = ImageGeometry()
         self.requests: list[VisionRequest] = []
         self.batches: list[int] = []
+        self.calls = 0
+        self._keep = keep_requests
         self._script = script
         self._lock = threading.Lock()
 
@@ -56,11 +61,15 @@ class ScriptedModel:
     def image_tokens(self, width: int, height: int) -> int:
         return anyres_image_tokens(width, height, self.geometry)
 
-    def generate(self, requests: Sequence[VisionRequest]) -> list[VisionOutput]:
+    def generate(
+        self, requests: Sequence[VisionRequest], *, timeout_s: float | None = None
+    ) -> list[VisionOutput]:
         with self._lock:
             self.batches.append(len(requests))
-            numbered = [(len(self.requests) + i, r) for i, r in enumerate(requests)]
-            self.requests.extend(requests)
+            numbered = [(self.calls + i, r) for i, r in enumerate(requests)]
+            self.calls += len(requests)
+            if self._keep:
+                self.requests.extend(requests)
         replies = [self._script(request, number) for number, request in numbered]
         for reply in replies:
             if isinstance(reply, BaseException):

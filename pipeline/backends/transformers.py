@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from transformers import (
     LlavaNextForConditionalGeneration,
     LlavaNextProcessor,
     LogitsProcessorList,
+    MaxTimeCriteria,
     StoppingCriteria,
     StoppingCriteriaList,
 )
@@ -256,17 +258,35 @@ class TransformersVisionModel:
         config = self.model.config
         return getattr(config, "text_config", config).vocab_size
 
-    def generate(self, requests: Sequence[VisionRequest]) -> list[VisionOutput]:
+    def generate(
+        self, requests: Sequence[VisionRequest], *, timeout_s: float | None = None
+    ) -> list[VisionOutput]:
         """One output per request, in order (greedy). Raises ModelError when the batch fails;
-        an out-of-memory error is `retryable` (a smaller batch may pass). Thread-safe: calls
-        from several threads run one after the other."""
+        an out-of-memory error is `retryable` (a smaller batch may pass). Generation stops at
+        `timeout_s` (rows cut there end with stop reason "length"). Thread-safe: calls from
+        several threads run one after the other."""
         if not requests:
             return []
-        self.load()
-        with self._generate_lock:
-            return self._generate(requests)
+        return self.generate_prepared(self.prepare(requests), timeout_s=timeout_s)
 
-    def _generate(self, requests: Sequence[VisionRequest]) -> list[VisionOutput]:
+    def prepare(self, requests: Sequence[VisionRequest]) -> PreparedBatch:
+        """Run the processor (CPU work: resize, tile, normalize, tokenize) for a batch, apart
+        from the device, so that it can overlap with the previous batch's generation."""
+        self.load()
+        try:
+            return PreparedBatch(list(requests), self.encode(requests, to_device=False))
+        except (RuntimeError, ValueError) as error:
+            raise ModelError(f"the processor of {self.model_id!r} failed: {error}") from error
+
+    def generate_prepared(
+        self, batch: PreparedBatch, *, timeout_s: float | None = None
+    ) -> list[VisionOutput]:
+        """Generate for a batch from `prepare()`. See `generate`."""
+        with self._generate_lock:
+            return self._generate(batch, timeout_s)
+
+    def _generate(self, batch: PreparedBatch, timeout_s: float | None) -> list[VisionOutput]:
+        requests = batch.requests
         caps = [min(r.max_new_tokens, self.settings.max_new_tokens) for r in requests]
         eos, pad = self.special_token_ids()
         grammar = JsonSchemaLogitsProcessor(
@@ -278,8 +298,11 @@ class TransformersVisionModel:
             max_new_tokens=caps,
         )
         recorder = _LogprobRecorder()
+        stopping: list[StoppingCriteria] = [_RowBudget(batch.inputs["input_ids"].shape[1], caps)]
+        if timeout_s is not None:
+            stopping.append(MaxTimeCriteria(max_time=timeout_s))
         try:
-            inputs = self.encode(requests)
+            inputs = batch.inputs.to(self.device, dtype=self.model.dtype)
             prompt_length = inputs["input_ids"].shape[1]
             start = time.perf_counter()
             with torch.inference_mode():
@@ -288,7 +311,7 @@ class TransformersVisionModel:
                     do_sample=False,
                     max_new_tokens=max(caps),
                     logits_processor=LogitsProcessorList([grammar, recorder]),
-                    stopping_criteria=StoppingCriteriaList([_RowBudget(prompt_length, caps)]),
+                    stopping_criteria=StoppingCriteriaList(stopping),
                     eos_token_id=eos,
                     pad_token_id=pad,
                     return_dict_in_generate=True,
@@ -305,7 +328,7 @@ class TransformersVisionModel:
                 f"{self.model_id!r} failed on a batch of {len(requests)}: {error}",
                 retryable="out of memory" in str(error),
             ) from error
-        seconds = time.perf_counter() - start
+        seconds = (time.perf_counter() - start) / len(requests)  # each row's share
         new_tokens = out.sequences[:, prompt_length:]
         logprobs = recorder.finish(new_tokens).tolist()
         new_tokens = new_tokens.tolist()
@@ -324,8 +347,9 @@ class TransformersVisionModel:
         # A processor without a template: image placeholders, then the prompt.
         return "".join(f"{self.processor.image_token}\n" for _ in request.images) + request.prompt
 
-    def encode(self, requests: Sequence[VisionRequest]) -> Any:
-        """The processor's batch (left-padded ids, pixel values, image sizes) on the device."""
+    def encode(self, requests: Sequence[VisionRequest], *, to_device: bool = True) -> Any:
+        """The processor's batch (left-padded ids, pixel values, image sizes), on the device
+        unless `to_device` is False."""
         texts = [self._prompt_text(r) for r in requests]
         images = [image.convert("RGB") for r in requests for image in r.images]
         bos = self.processor.tokenizer.bos_token
@@ -338,7 +362,7 @@ class TransformersVisionModel:
             add_special_tokens=add_special,
             return_tensors="pt",
         )
-        return inputs.to(self.device, dtype=self.model.dtype)
+        return inputs.to(self.device, dtype=self.model.dtype) if to_device else inputs
 
     def special_token_ids(self) -> tuple[list[int], int]:
         """(EOS ids, pad id) from the generation config, else from the tokenizer."""
@@ -378,6 +402,14 @@ class TransformersVisionModel:
                 for t, lp in zip(text_tokens, logprobs, strict=False)
             ),
         )
+
+
+@dataclass
+class PreparedBatch:
+    """A batch after the processor, before the device: what `generate_prepared` takes."""
+
+    requests: list[VisionRequest]
+    inputs: Any
 
 
 class _RowBudget(StoppingCriteria):

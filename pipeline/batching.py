@@ -1,0 +1,244 @@
+"""Batching across pages and documents: many callers, one busy model.
+
+Documents are processed by concurrent worker threads (Prefect tasks); each calls
+`generate(requests)` for its own tiles. `BatchingModel` queues those requests and hands the model
+batches formed across all callers: similar sizes together (less padding), within a request count
+and an image-token budget, the batch size halved on out-of-memory and grown back after a run of
+successes. When the wrapped backend can prepare a batch apart from running it (`prepare` /
+`generate_prepared`, as the transformers backend does), the next batch is preprocessed on the CPU
+while the current one runs, so the accelerator does not wait for the image processor.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.backends import ImageGeometry, VisionModel
+from pipeline.errors import ModelError
+from pipeline.types import VisionOutput, VisionRequest
+
+log = logging.getLogger(__name__)
+
+
+class GenerationTimeout(ModelError):
+    """The caller's time limit passed before its outputs were ready."""
+
+
+@dataclass(order=True)
+class _Pending:
+    cost: int
+    enqueued: float = field(compare=False)
+    request: VisionRequest = field(compare=False)
+    future: Future[VisionOutput] = field(compare=False)
+
+
+@dataclass
+class BatchStats:
+    batches: int = 0
+    requests: int = 0
+    shrinks: int = 0
+    largest: int = 0
+    busy_s: float = 0.0  # wall time inside the wrapped model's generate
+    prepare_s: float = 0.0  # wall time in the processor, overlapped with generation
+
+
+class BatchingModel:
+    """A `VisionModel` that merges concurrent `generate()` calls into batches of `inner`.
+
+    `max_batch` requests and `max_image_tokens` image tokens at most per batch; a batch is sent
+    when full or when its oldest request has waited `max_wait_s`. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        inner: VisionModel,
+        *,
+        max_batch: int,
+        max_image_tokens: int | None = None,
+        max_wait_s: float = 0.05,
+        grow_after: int = 8,
+    ) -> None:
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.max_batch = max_batch
+        self.max_image_tokens = max_image_tokens
+        self.max_wait_s = max_wait_s
+        self.grow_after = grow_after
+        self.stats = BatchStats()
+        self._limit = max_batch
+        self._successes = 0
+        self._pending: list[_Pending] = []
+        self._cond = threading.Condition()
+        self._ready: queue.Queue[tuple[list[_Pending], Any]] = queue.Queue(maxsize=1)
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def geometry(self) -> ImageGeometry:  # the inner model's, which may change on load()
+        return self.inner.geometry
+
+    def load(self) -> None:
+        self.inner.load()
+
+    def image_tokens(self, width: int, height: int) -> int:
+        return self.inner.image_tokens(width, height)
+
+    def generate(
+        self, requests: Sequence[VisionRequest], *, timeout_s: float | None = None
+    ) -> list[VisionOutput]:
+        """Outputs in order. Raises ModelError if any request failed for good, and
+        GenerationTimeout when `timeout_s` passes first (the batch finishes unseen)."""
+        if not requests:
+            return []
+        self._start()
+        now = time.monotonic()
+        items = [_Pending(self._cost(r), now, r, Future()) for r in requests]
+        with self._cond:
+            self._pending.extend(items)
+            self._cond.notify_all()
+        deadline = None if timeout_s is None else now + timeout_s
+        outputs = []
+        for item in items:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                outputs.append(item.future.result(timeout=left))
+            except FutureTimeout:
+                raise GenerationTimeout(f"no output within {timeout_s:.0f} s") from None
+        return outputs
+
+    def _cost(self, request: VisionRequest) -> int:
+        return (
+            sum(self.inner.image_tokens(i.width, i.height) for i in request.images)
+            + len(request.prompt) // 4
+        )
+
+    def _start(self) -> None:
+        with self._cond:
+            if self._threads:
+                return
+            for target, name in ((self._form_batches, "former"), (self._run_batches, "runner")):
+                thread = threading.Thread(
+                    target=target, name=f"docextract-batch-{name}", daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
+
+    # -- forming batches (CPU thread: grouping and preprocessing) --------------------------
+
+    def _form_batches(self) -> None:
+        while True:
+            batch = self._next_batch()
+            prepared = self._prepare([p.request for p in batch])
+            self._ready.put((batch, prepared))  # blocks while a prepared batch is waiting
+
+    def _next_batch(self) -> list[_Pending]:
+        with self._cond:
+            while not self._pending:
+                self._cond.wait()
+            oldest = min(p.enqueued for p in self._pending)
+            while len(self._pending) < self._limit:
+                left = oldest + self.max_wait_s - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            return self._take_group()
+
+    def _take_group(self) -> list[_Pending]:
+        """The oldest request and the ones closest to it in size, within the limits."""
+        self._pending.sort()
+        anchor = min(range(len(self._pending)), key=lambda i: self._pending[i].enqueued)
+        lo = hi = anchor
+        tokens = self._pending[anchor].cost
+        while hi - lo + 1 < self._limit:
+            below = self._pending[lo - 1] if lo > 0 else None
+            above = self._pending[hi + 1] if hi + 1 < len(self._pending) else None
+            anchor_cost = self._pending[anchor].cost
+            pick_below = below is not None and (
+                above is None or anchor_cost - below.cost <= above.cost - anchor_cost
+            )
+            chosen = below if pick_below else above
+            if chosen is None or (
+                self.max_image_tokens is not None and tokens + chosen.cost > self.max_image_tokens
+            ):
+                break
+            tokens += chosen.cost
+            lo, hi = (lo - 1, hi) if pick_below else (lo, hi + 1)
+        group = self._pending[lo : hi + 1]
+        del self._pending[lo : hi + 1]
+        return group
+
+    def _prepare(self, requests: list[VisionRequest]) -> Any:
+        prepare = getattr(self.inner, "prepare", None)
+        if prepare is None:
+            return None
+        started = time.perf_counter()
+        try:
+            return prepare(requests)
+        except Exception as exc:
+            return exc
+        finally:
+            self.stats.prepare_s += time.perf_counter() - started
+
+    # -- running batches (the model's thread) ----------------------------------------------
+
+    def _run_batches(self) -> None:
+        while True:
+            batch, prepared = self._ready.get()
+            started = time.perf_counter()
+            try:
+                outputs = self._run(batch, prepared)
+            except ModelError as exc:
+                self._failed(batch, exc)
+                continue
+            except Exception as exc:
+                for item in batch:
+                    item.future.set_exception(exc)
+                continue
+            finally:
+                self.stats.busy_s += time.perf_counter() - started
+            self._succeeded(batch, outputs)
+
+    def _run(self, batch: list[_Pending], prepared: Any) -> list[VisionOutput]:
+        if isinstance(prepared, BaseException):
+            raise prepared
+        if prepared is not None:
+            return list(self.inner.generate_prepared(prepared))  # type: ignore[attr-defined]
+        return list(self.inner.generate([p.request for p in batch]))
+
+    def _succeeded(self, batch: list[_Pending], outputs: list[VisionOutput]) -> None:
+        for item, output in zip(batch, outputs, strict=True):
+            item.future.set_result(output)
+        with self._cond:
+            self.stats.batches += 1
+            self.stats.requests += len(batch)
+            self.stats.largest = max(self.stats.largest, len(batch))
+            self._successes += 1
+            if self._limit < self.max_batch and self._successes >= self.grow_after:
+                self._limit, self._successes = min(self.max_batch, self._limit * 2), 0
+                log.info("batch limit back up to %d", self._limit)
+
+    def _failed(self, batch: list[_Pending], exc: ModelError) -> None:
+        """A lone request fails for good; a bigger batch is split and queued again, and on
+        out-of-memory the batch limit is halved for what follows."""
+        if len(batch) == 1:
+            batch[0].future.set_exception(exc)
+            return
+        with self._cond:
+            if exc.retryable:
+                self._limit = max(1, min(self._limit, len(batch)) // 2)
+                self.stats.shrinks += 1
+                log.warning(
+                    "batch of %d failed (%s); batch limit now %d", len(batch), exc, self._limit
+                )
+            else:  # split so that only the request that fails keeps failing
+                self._limit = max(1, min(self._limit, (len(batch) + 1) // 2))
+            self._successes = 0
+            self._pending.extend(batch)
+            self._cond.notify_all()
