@@ -53,12 +53,22 @@ class VisionModel(Protocol):
     """
 
     model_id: str
-    geometry: ImageGeometry
+
+    @property
+    def geometry(self) -> ImageGeometry:
+        """The processor's tile size and grid (may change when `load()` reads the checkpoint)."""
+        ...
 
     def load(self) -> None: ...
 
-    def generate(self, requests: Sequence[VisionRequest]) -> list[VisionOutput]:
-        """One output per request, in order. Raises ModelError when the batch as a whole fails."""
+    def generate(
+        self, requests: Sequence[VisionRequest], *, timeout_s: float | None = None
+    ) -> list[VisionOutput]:
+        """One output per request, in order. Raises ModelError when the batch as a whole fails.
+
+        `timeout_s` bounds the wall time: a backend either stops generating (outputs cut off,
+        stop reason "length") or raises `pipeline.batching.GenerationTimeout`.
+        """
         ...
 
     def image_tokens(self, width: int, height: int) -> int:
@@ -79,6 +89,7 @@ def register_backend(name: str, factory: BackendFactory | str) -> None:
 register_backend("transformers", "pipeline.backends.transformers:create")
 register_backend("tiny", "pipeline.backends.tiny:create")
 register_backend("scripted", "pipeline.backends.scripted:create")
+register_backend("openai", "pipeline.backends.openai:create")
 
 
 def known_backends() -> list[str]:
@@ -107,8 +118,11 @@ def _resolve(name: str) -> BackendFactory:
 
 
 def backend_name_for(settings: Settings) -> str:
+    """The registry name to use: the setting, or for 'auto' the one the other settings imply."""
     if settings.model.backend != "auto":
         return settings.model.backend
+    if settings.model.base_url:
+        return "openai"
     return "tiny" if settings.model.name == "tiny-random" else "transformers"
 
 
@@ -117,35 +131,33 @@ def create_model(settings: Settings) -> VisionModel:
     return _resolve(backend_name_for(settings))(settings)
 
 
-_loaded: dict[tuple[object, ...], VisionModel] = {}
+_loaded: dict[tuple[str, str, str], VisionModel] = {}
 _loaded_lock = threading.Lock()
 
 
 def get_model(settings: Settings) -> VisionModel:
-    """The process-wide model for these settings: built once, reused by every task.
+    """The process-wide model for these settings: built once, reused by every task, behind a
+    `BatchingModel` so that concurrent documents share batches.
 
     Weights load on the first `generate()` (or an explicit `load()`), so a run that finds all
     its work already done never pays for loading.
     """
+    from pipeline.batching import BatchingModel
+
     m = settings.model
-    key = (
-        backend_name_for(settings),
-        m.name,
-        m.revision,
-        m.device,
-        m.dtype,
-        m.attn_implementation,
-        m.quantization,
-        m.batch_size,
-        m.max_new_tokens,
-        str(settings.model_cache_dir),
-    )
+    key = (backend_name_for(settings), m.model_dump_json(), str(settings.model_cache_dir))
     with _loaded_lock:
-        model = _loaded.get(key)
-        if model is None:
+        if key not in _loaded:
             model = create_model(settings)
+            if not getattr(model, "batches_itself", False):  # a server batches on its own
+                model = BatchingModel(
+                    model,
+                    max_batch=m.batch_size,
+                    max_image_tokens=m.max_batch_image_tokens,
+                    max_wait_s=m.batch_wait_s,
+                )
             _loaded[key] = model
-        return model
+        return _loaded[key]
 
 
 def forget_loaded_models() -> None:
