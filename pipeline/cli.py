@@ -93,6 +93,27 @@ def run(
     backend: Annotated[
         str | None, typer.Option(help="Backend name (default: from the model).")
     ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="OpenAI-compatible server (vLLM) to send the model's work to, e.g. "
+            "http://gpu1:8000/v1; implies --backend openai."
+        ),
+    ] = None,
+    tiling: Annotated[
+        str | None,
+        typer.Option(
+            help="How pages are cut for the model: auto (default; tiles sized so small print "
+            "stays legible), grid, or anyres (the whole page)."
+        ),
+    ] = None,
+    passwords: Annotated[
+        Path | None,
+        typer.Option(
+            help='JSON file of PDF passwords: {"file.pdf": "pw", "<sha256>": "pw", "*": ["pw"]}. '
+            "Never logged or stored."
+        ),
+    ] = None,
     db: DbOption = None,
     workers: Annotated[int | None, typer.Option(help="Documents in flight at once.")] = None,
     as_json: JsonOption = False,
@@ -103,10 +124,22 @@ def run(
     overrides: dict[str, Any] = {}
     if schema:
         overrides["schemas"] = [s.strip() for s in schema.split(",") if s.strip()]
-    if model or backend:
-        overrides["model"] = {k: v for k, v in {"name": model, "backend": backend}.items() if v}
+    if base_url and not backend:
+        backend = "openai"  # a server given without a backend can only mean this one
+    if model or backend or base_url:
+        chosen = {"name": model, "backend": backend, "base_url": base_url}
+        overrides["model"] = {k: v for k, v in chosen.items() if v}
     if workers:
         overrides["workers"] = workers
+    if passwords:
+        from pipeline.passwords import load_passwords
+
+        load_passwords(passwords)  # a missing or malformed file stops the run before any work
+        overrides["passwords_file"] = str(passwords.resolve())  # a path, not the secrets
+    if tiling:
+        from pipeline.tiling import check_strategy
+
+        overrides["tiling"] = {"strategy": check_strategy(tiling)}
     settings = build_settings(db, **overrides)
     _check_names(settings)
     url = settings.db_url.get_secret_value()
@@ -127,11 +160,18 @@ def run(
 
 def _check_names(settings: Settings) -> None:
     from pipeline.backends import create_model
+    from pipeline.routing import AUTO
     from schemas import get_schema
 
-    for name in settings.schemas:
-        get_schema(name)
-    create_model(settings)  # unknown backend or model names fail here, before any work
+    names = list(settings.schemas)
+    if AUTO in names:
+        names += settings.routing.candidates
+    for name in names:
+        if name != AUTO:
+            get_schema(name)
+    model = create_model(settings)  # unknown backend or model names fail here, before any work
+    if getattr(model, "batches_itself", False):
+        model.load()  # a remote server that is down, or lacks the model, stops the run now
 
 
 @app.command()
@@ -183,15 +223,6 @@ def show(
         print(json.dumps(document_json(documents[0], raw=raw), indent=2, ensure_ascii=False))
 
 
-@app.command("schemas")
-def list_schemas() -> None:
-    """List the available schemas with their versions."""
-    from schemas import known_schemas
-
-    for name, schema in known_schemas().items():
-        console.print(f"{name:12} v{schema.schema_version:6} {schema.summary}")
-
-
 @db_app.command("upgrade")
 @exits_cleanly
 def db_upgrade(db: DbOption = None) -> None:
@@ -212,4 +243,4 @@ def main() -> None:  # pragma: no cover - console entry point
 
 
 # Command groups in their own modules register on `app` when imported.
-from pipeline import cli_ops, cli_quality, cli_tiles  # noqa: E402, F401
+from pipeline import cli_ops, cli_quality, cli_scale, cli_tiles  # noqa: E402, F401
