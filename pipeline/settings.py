@@ -41,6 +41,12 @@ class ModelSettings(BaseModel):
         description="'auto': bfloat16 on GPUs that support it, float16 on others, float32 on CPU.",
     )
     attn_implementation: str = Field("sdpa", description="'sdpa', 'eager' or 'flash_attention_2'.")
+    static_cache: bool = Field(
+        False,
+        description="Preallocate the KV cache (cache_implementation='static'); on CUDA, "
+        "transformers then compiles the decode step. Pays only with steady batch shapes "
+        "(each new shape recompiles): off by default, measure before turning it on.",
+    )
     quantization: Literal["none", "4bit", "8bit"] = Field(
         "none", description="bitsandbytes loading, so the 7B model fits a 16 GB card (GPU only)."
     )

@@ -321,3 +321,24 @@ def test_generate_failures_become_model_errors(tiny_model, monkeypatch, error, r
     with pytest.raises(ModelError) as caught:
         tiny_model.generate(mixed_requests()[:1])
     assert caught.value.retryable is retryable
+
+
+def test_static_cache_gives_the_same_greedy_output(tiny_model, tiny_settings, monkeypatch):
+    """The static-cache setting changes how the KV cache is held, never what is generated."""
+    static = TransformersVisionModel(
+        str(tiny_settings.model_cache_dir / TINY_MODEL_ID),
+        tiny_settings.model.model_copy(update={"static_cache": True}),
+        model_id=TINY_MODEL_ID,
+        local_files_only=True,
+    )
+    static.processor, static.model, static.device = (
+        tiny_model.processor,
+        tiny_model.model,
+        tiny_model.device,
+    )
+    static.geometry = tiny_model.geometry
+    requests = mixed_requests()
+    for plain, preallocated in zip(
+        tiny_model.generate(requests), static.generate(requests), strict=True
+    ):
+        assert (preallocated.text, preallocated.stop_reason) == (plain.text, plain.stop_reason)

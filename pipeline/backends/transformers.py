@@ -315,6 +315,7 @@ class TransformersVisionModel:
                     eos_token_id=eos,
                     pad_token_id=pad,
                     return_dict_in_generate=True,
+                    **({"cache_implementation": "static"} if self.settings.static_cache else {}),
                 )
         except torch.OutOfMemoryError as error:
             torch.cuda.empty_cache()  # so that a retry with a smaller batch finds the memory
