@@ -54,7 +54,7 @@ def build_settings(overrides: dict[str, Any] | None) -> Settings:
     name="extract-document",
     retries=2,
     retry_delay_seconds=10,
-    retry_condition_fn=lambda task, run, state: _is_infrastructure_fault(state),
+    retry_condition_fn=lambda task, run, state: is_infrastructure_fault(state),
 )
 def extract_document(
     path: str, overrides: dict[str, Any], run_id: int, redo: list[str]
@@ -79,7 +79,8 @@ def extract_document(
     return [o.to_json() for o in outcomes]
 
 
-def _is_infrastructure_fault(state: Any) -> bool:
+def is_infrastructure_fault(state: Any) -> bool:
+    """Prefect retry condition: database and I/O faults are worth another try, nothing else."""
     exc = state.result(raise_on_failure=False)
     return isinstance(exc, OperationalError | OSError)
 

@@ -13,10 +13,9 @@ from typing import Any
 
 from prefect import flow, task
 from prefect.runtime import deployment, flow_run
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from flows.extract import build_settings, runner_for
+from flows.extract import build_settings, is_infrastructure_fault, runner_for
 from pipeline import progress
 from pipeline.errors import ConfigError, StoreError
 from pipeline.reruns import (
@@ -35,16 +34,11 @@ from pipeline.store.queries import Selection
 from pipeline.types import Status
 
 
-def _is_infrastructure_fault(state: Any) -> bool:
-    exc = state.result(raise_on_failure=False)
-    return isinstance(exc, OperationalError | OSError)
-
-
 @task(
     name="rerun-document",
     retries=2,
     retry_delay_seconds=10,
-    retry_condition_fn=lambda task, run, state: _is_infrastructure_fault(state),
+    retry_condition_fn=lambda task, run, state: is_infrastructure_fault(state),
 )
 def rerun_document(
     document_id: int,

@@ -255,15 +255,20 @@ def claim(
     return extraction
 
 
+def _owned(extraction_id: int, worker: str) -> tuple[Any, ...]:
+    """The condition under which `worker` still holds its claim on the extraction."""
+    return (
+        Extraction.id == extraction_id,
+        Extraction.claimed_by == worker,
+        Extraction.status == Status.RUNNING.value,
+    )
+
+
 def renew_claim(session: Session, extraction_id: int, worker: str) -> bool:
     """Extend the lease of a claim we hold; False when someone else took it over."""
     result = session.execute(
         update(Extraction)
-        .where(
-            Extraction.id == extraction_id,
-            Extraction.claimed_by == worker,
-            Extraction.status == Status.RUNNING.value,
-        )
+        .where(*_owned(extraction_id, worker))
         .values(claimed_at=utcnow())
         .execution_options(synchronize_session=False)
     )
@@ -275,11 +280,7 @@ def release(session: Session, extraction_id: int, worker: str, reason: str) -> b
     document's fault (configuration, database), so the next run picks it up at once."""
     result = session.execute(
         update(Extraction)
-        .where(
-            Extraction.id == extraction_id,
-            Extraction.claimed_by == worker,
-            Extraction.status == Status.RUNNING.value,
-        )
+        .where(*_owned(extraction_id, worker))
         .values(status=Status.PENDING.value, claimed_by=None, claimed_at=None, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
@@ -334,11 +335,7 @@ def save_outcome(session: Session, extraction_id: int, worker: str, fields: dict
     a rerun of a succeeded, needs_review or partial result), the failure goes into the history
     and the row keeps its earlier outcome, with a second event that says so.
     """
-    owned = (
-        Extraction.id == extraction_id,
-        Extraction.claimed_by == worker,
-        Extraction.status == Status.RUNNING.value,
-    )
+    owned = _owned(extraction_id, worker)
     now = utcnow()
     # Write first: the compare-and-set takes the row (PostgreSQL) or database (SQLite) lock
     # before anything is read, so a SQLite reader never has to upgrade a stale snapshot.
