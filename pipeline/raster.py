@@ -2,32 +2,28 @@
 
 Untrusted bytes are only ever opened in `pipeline.render_worker`, a subprocess with an
 address-space cap, started in its own process group so that a deadline kills it together with
-poppler. Time limits: `render_timeout_s` for each step (reading the page list, or one chunk of
-`chunk_pages` pages), and `document_timeout_s` for the whole document. A page that fails becomes an
-`ErrorItem`; PDF pages that poppler fails on, times out on or crashes on are retried one by one
-with pdfium when `fallback_renderer="pdfium"`.
+poppler (`pipeline.render_client`); one process describes and then renders a document. Time
+limits: `render_timeout_s` for each step (reading the page list, or one chunk of `chunk_pages`
+pages), and `document_timeout_s` for the whole document. A page that fails becomes an
+`ErrorItem`. PDFs are described and rendered by the primary renderer (`settings.renderer`,
+poppler or pdfium); a file it cannot open is described by the fallback (`settings.fallback`) and
+rendered with it, and pages it fails, times out or crashes on are retried one by one with it.
 
 Cache layout, keyed by content only: `cache_dir/sha[:2]/sha/p0001-200dpi.png`, plus `info.json`
-(page count, page sizes, renderer) so that a fully cached document starts no subprocess.
+(page count, page sizes, the renderer that described the file) so that a fully cached document
+starts no subprocess. Pages are the same whichever renderer drew them: switching renderers keeps
+the cache.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import os
 import re
-import selectors
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +32,8 @@ from PIL import Image
 
 from pipeline.errors import ConfigError, InputError
 from pipeline.ingest import IMAGE_TYPES, PDF, IngestedFile
+from pipeline.render_client import WorkerCrashed, Workers, WorkerTimedOut
+from pipeline.render_common import pixels_at
 from pipeline.settings import RasterSettings
 from pipeline.types import ErrorCategory, ErrorItem, PageImage
 
@@ -76,11 +74,11 @@ def page_cache_path(cache_dir: Path, sha256: str, page: int, dpi: int) -> Path:
 def fit_dpi(width_pt: float, height_pt: float, dpi: int, max_pixels: int) -> int | None:
     """The largest DPI <= `dpi` at which a page of this size (points) has <= `max_pixels` pixels.
 
-    Sizes round up as in poppler. Returns None when not even 1 DPI fits.
+    Sizes round up as in poppler (`pixels_at`). Returns None when not even 1 DPI fits.
     """
 
     def pixels(d: int) -> int:
-        return math.ceil(width_pt * d / 72) * math.ceil(height_pt * d / 72)
+        return pixels_at(width_pt, d) * pixels_at(height_pt, d)
 
     if pixels(dpi) <= max_pixels:
         return dpi
@@ -91,7 +89,10 @@ def fit_dpi(width_pt: float, height_pt: float, dpi: int, max_pixels: int) -> int
 
 
 def rasterize(
-    file: IngestedFile, settings: RasterSettings, cache_dir: Path, password: str | None = None
+    file: IngestedFile,
+    settings: RasterSettings,
+    cache_dir: Path,
+    password: str | None = None,
 ) -> RasterResult:
     """Render every page of `file` to PNG in the page cache; cached pages are not rendered again.
 
@@ -103,24 +104,24 @@ def rasterize(
     Raises `InputError` for the whole document: password_required, not_a_document, corrupt,
     zero_pages, too_large (pages > max_pages, an image above the pixel cap), render_timeout,
     render_crash; and, when no page at all rendered, with the most common page category.
-    Raises `ConfigError` when the renderer cannot run here (poppler missing).
+    Raises `ConfigError` when a configured renderer cannot run here (poppler missing).
     """
     kind = _kind(file)
     doc_dir = document_cache_dir(cache_dir, file.sha256)
     doc_dir.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + settings.document_timeout_s
-    # Pages opened with a password are never described from the cache without one.
-    info = _cached_info(doc_dir, settings) if password is None else None
-    if info is None:
-        info = _fetch_info(file, kind, settings, password, deadline, doc_dir)
-        if password is None:
-            _write_json(doc_dir / _INFO_FILE, info)
-    _check_page_count(file, info, settings)
-    pages, errors, steps = _plan(file, info, settings, cache_dir)
-    render = _DocumentRender(
-        file, kind, settings, password if info["use_password"] else None, cache_dir, info, deadline
-    )
-    render.run(steps)
+    with Workers(doc_dir) as workers:
+        # Pages opened with a password are never described from the cache without one.
+        info = _cached_info(doc_dir, settings) if password is None else None
+        if info is None:
+            info = _fetch_info(file, kind, settings, password, deadline, workers)
+            if password is None:
+                _write_json(doc_dir / _INFO_FILE, info)
+        _check_page_count(file, info, settings)
+        pages, errors, steps = _plan(file, info, settings, cache_dir)
+        password = password if info["use_password"] else None
+        render = _DocumentRender(file, kind, settings, password, cache_dir, info, deadline)
+        render.run(steps, workers)
     pages += render.pages
     errors += render.errors
     pages.sort(key=lambda p: p.number)
@@ -157,8 +158,8 @@ def _cached_info(doc_dir: Path, settings: RasterSettings) -> dict[str, Any] | No
         complete = len(info["pages"]) >= min(info["page_count"], settings.max_pages)
     except (OSError, ValueError, KeyError, TypeError):  # absent or unreadable: describe again
         return None
-    if info.get("renderer") == "pdfium" and settings.fallback_renderer == "none":
-        return None
+    if info.get("renderer") not in ("pillow", settings.renderer, settings.fallback):
+        return None  # described by a renderer no longer allowed: describe again
     return info if complete else None
 
 
@@ -168,30 +169,39 @@ def _fetch_info(
     settings: RasterSettings,
     password: str | None,
     deadline: float,
-    work_dir: Path,
+    workers: Workers,
 ) -> dict[str, Any]:
+    """The document's page list from the worker: its "info" event, or the error it reports."""
     request = _request(
-        file, kind, settings, password, work_dir, op="info", fallback=settings.fallback_renderer
+        file,
+        kind,
+        settings,
+        password,
+        workers.work_dir,
+        op="info",
+        renderer=settings.renderer,
+        fallback=settings.fallback,
     )
     step_end = min(time.monotonic() + settings.render_timeout_s, deadline)
+    info: dict[str, Any] | None = None
     try:
-        with _WorkerRun(request) as worker:
-            for event in worker.events(lambda: step_end):
-                if event["event"] == "info":
-                    return {
-                        k: event[k] for k in ("renderer", "page_count", "use_password", "pages")
-                    }
-                if event["event"] == "error":
-                    raise _document_error(file, event)
-    except _WorkerTimedOut as exc:
+        # Read on to "done", so that the worker is free for the render steps.
+        for event in workers.run(request, lambda: step_end):
+            if event["event"] == "info":
+                info = {k: event[k] for k in ("renderer", "page_count", "use_password", "pages")}
+            elif event["event"] == "error":
+                raise _document_error(file, event)
+    except WorkerTimedOut as exc:
         raise InputError(
             ErrorCategory.RENDER_TIMEOUT,
             f"{file.path.name!r}: opening it took longer than render_timeout_s="
             f"{settings.render_timeout_s}; raise DOCEXTRACT_RASTER__RENDER_TIMEOUT_S "
             "if the file is legitimate",
         ) from exc
-    except _WorkerCrashed as exc:
+    except WorkerCrashed as exc:
         raise InputError(exc.category, f"{file.path.name!r}: opening it {exc}") from exc
+    if info is not None:
+        return info
     raise InputError(
         ErrorCategory.RENDER_CRASH,
         f"{file.path.name!r}: the render worker ended without describing the file",
@@ -289,7 +299,15 @@ def _expected_size(page: dict[str, Any], dpi: int, renderer: str) -> tuple[int, 
     """Pixel size of a PDF page at `dpi`, either orientation; None for images (kept as is)."""
     if renderer == "pillow":
         return None
-    return math.ceil(page["w"] * dpi / 72), math.ceil(page["h"] * dpi / 72)
+    return pixels_at(page["w"], dpi), pixels_at(page["h"], dpi)
+
+
+def _size_matches(size: tuple[int, int], expected: tuple[int, int]) -> bool:
+    """Either orientation, within 1 px: pdfinfo prints sizes to 6 significant digits and pdfium
+    reads them as 32-bit floats, so a page drawn by the renderer that did not describe the file
+    can round the other way. The check is for poppler's 1x1 stand-in of a page it ran out of
+    memory on, which no tolerance hides."""
+    return all(abs(a - b) <= 1 for a, b in zip(sorted(size), sorted(expected), strict=True))
 
 
 def _request(
@@ -314,10 +332,12 @@ def _request(
 
 
 class _DocumentRender:
-    """Runs the render steps of one document through workers, collecting pages and page errors.
+    """Runs the render steps of one document through its worker, collecting pages and page
+    errors.
 
     After a timeout or crash the worker is gone: the step in progress is failed (PDF pages that
-    poppler failed go to pdfium, one page per step) and the steps after it go to a fresh worker.
+    the primary renderer failed go to the fallback, one page per step) and the steps after it go
+    to a fresh worker. Retries go to the same worker when it is still alive.
     """
 
     def __init__(
@@ -336,11 +356,12 @@ class _DocumentRender:
         self.errors: list[ErrorItem] = []
         self._retries: list[_Step] = []
 
-    def run(self, steps: list[_Step]) -> None:
-        """Render until every page of `steps` is a page or an error. Each worker run consumes
-        at least one step, and pdfium steps are never retried, so this ends."""
+    def run(self, steps: list[_Step], workers: Workers) -> None:
+        """Render until every page of `steps` is a page or an error. Each request consumes at
+        least one step, and only steps of the primary renderer are retried (with the fallback),
+        so this ends."""
         while steps:
-            steps = self._run_worker(steps)
+            steps = self._run_request(steps, workers)
 
     def _path(self, number: int, dpi: int) -> Path:
         return page_cache_path(self.cache_dir, self.file.sha256, number, dpi)
@@ -348,14 +369,14 @@ class _DocumentRender:
     def _step_end(self) -> float:
         return min(time.monotonic() + self.settings.render_timeout_s, self.deadline)
 
-    def _run_worker(self, steps: list[_Step]) -> list[_Step]:
-        """Run `steps` in one worker; return the steps still to run."""
+    def _run_request(self, steps: list[_Step], workers: Workers) -> list[_Step]:
+        """Run `steps` in one request; return the steps still to run."""
         request = _request(
             self.file,
             self.kind,
             self.settings,
             self.password,
-            document_cache_dir(self.cache_dir, self.file.sha256),
+            workers.work_dir,
             op="render",
             steps=[
                 {
@@ -369,29 +390,28 @@ class _DocumentRender:
         self._retries = []
         current, finished, step_end = 0, set(), [self._step_end()]
         try:
-            with _WorkerRun(request) as worker:
-                for event in worker.events(lambda: step_end[0]):
-                    name = event["event"]
-                    if name == "done":
-                        return self._retries
-                    if name == "error":
-                        raise _document_error(self.file, event)
-                    if name == "step":
-                        current, step_end[0] = event["index"], self._step_end()
-                        continue
-                    finished.add(event["page"])
-                    if name == "page":
-                        self._on_page(steps[current], event)
-                    else:
-                        self._fail(
-                            steps[current],
-                            event["page"],
-                            ErrorCategory(event["category"]),
-                            event["message"],
-                            event["retry"],
-                        )
+            for event in workers.run(request, lambda: step_end[0]):
+                name = event["event"]
+                if name == "done":
+                    return self._retries
+                if name == "error":
+                    raise _document_error(self.file, event)
+                if name == "step":
+                    current, step_end[0] = event["index"], self._step_end()
+                    continue
+                finished.add(event["page"])
+                if name == "page":
+                    self._on_page(steps[current], event)
+                else:
+                    self._fail(
+                        steps[current],
+                        event["page"],
+                        ErrorCategory(event["category"]),
+                        event["message"],
+                        event["retry"],
+                    )
             category, why = ErrorCategory.RENDER_CRASH, "the render worker stopped early"
-        except _WorkerTimedOut as exc:
+        except WorkerTimedOut as exc:
             if time.monotonic() >= self.deadline:
                 raise InputError(
                     ErrorCategory.RENDER_TIMEOUT,
@@ -403,7 +423,7 @@ class _DocumentRender:
                 ErrorCategory.RENDER_TIMEOUT,
                 (f"rendering took longer than render_timeout_s={self.settings.render_timeout_s}"),
             )
-        except _WorkerCrashed as exc:
+        except WorkerCrashed as exc:
             category, why = exc.category, f"rendering {exc}"
         for number in steps[current].pages:
             if number not in finished:
@@ -414,7 +434,7 @@ class _DocumentRender:
         number, size = event["page"], (event["width"], event["height"])
         page = self.info["pages"][number - 1]
         expected = _expected_size(page, step.dpi, self.info["renderer"])
-        if expected and sorted(size) != sorted(expected):
+        if expected and not _size_matches(size, expected):
             # pdftoppm writes a 1x1 page when its bitmap cannot be allocated.
             self._path(number, step.dpi).unlink(missing_ok=True)
             self._fail(
@@ -427,23 +447,20 @@ class _DocumentRender:
                 retry=True,
             )
             return
-        self.pages.append(
-            PageImage(
-                number,
-                self._path(number, step.dpi),
-                *size,
-                step.dpi,
-                event["seconds"],
-                page["rotate"],
-            )
+        image = PageImage(
+            number, self._path(number, step.dpi), *size, step.dpi, event["seconds"], page["rotate"]
         )
+        self.pages.append(image)
 
     def _fail(
         self, step: _Step, number: int, category: ErrorCategory, why: str, retry: bool
     ) -> None:
-        if retry and step.renderer == "poppler" and self.settings.fallback_renderer == "pdfium":
-            log.debug("%s page %d: %s; retrying with pdfium", self.file.path.name, number, why)
-            self._retries.append(_Step("pdfium", step.dpi, (number,)))
+        fallback = self.settings.fallback
+        if retry and fallback is not None and step.renderer == self.settings.renderer:
+            log.debug(
+                "%s page %d: %s; retrying with %s", self.file.path.name, number, why, fallback
+            )
+            self._retries.append(_Step(fallback, step.dpi, (number,)))
         else:
             self.errors.append(ErrorItem(category, f"page {number}: {why}", number))
 
@@ -458,127 +475,3 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, path)  # readers never see half a file
-
-
-# ---------------------------------------------------------------- the sandboxed subprocess
-
-
-class _WorkerTimedOut(Exception):
-    """The worker missed its deadline and was killed."""
-
-
-class _WorkerCrashed(Exception):
-    """The worker died or broke the protocol; `category` says how it is recorded."""
-
-    def __init__(self, category: ErrorCategory, message: str) -> None:
-        super().__init__(message)
-        self.category = category
-
-
-def _worker_argv() -> list[str]:
-    return [sys.executable, "-m", "pipeline.render_worker"]
-
-
-class _WorkerRun:
-    """One render subprocess serving one request. Leaving the `with` block kills its process
-    group (the worker and any pdftoppm it started) whatever happened."""
-
-    def __init__(self, request: dict[str, Any]) -> None:
-        # The request goes through a file, not a pipe: writing can never block on a stuck child.
-        self._stdin = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
-        self._stdin.write(json.dumps(request).encode())
-        self._stdin.seek(0)
-        # stderr is read only for a diagnosis, never shown on the console.
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
-        self._work_dir = Path(request["work_dir"])
-        argv = _worker_argv()
-        try:
-            self._proc = subprocess.Popen(
-                argv,
-                stdin=self._stdin,
-                stdout=subprocess.PIPE,
-                stderr=self._stderr,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise ConfigError(f"cannot start the render worker {argv!r}: {exc}") from exc
-
-    def __enter__(self) -> _WorkerRun:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        with contextlib.suppress(ProcessLookupError):  # already gone, group and all
-            os.killpg(self._proc.pid, signal.SIGKILL)
-        self._proc.wait()
-        # A killed worker leaves its temp files (named with its pid) behind; no one else's.
-        for leftover in [
-            *self._work_dir.glob(f".chunk-{self._proc.pid}-*"),
-            *self._work_dir.glob(f".*.{self._proc.pid}.tmp"),
-        ]:
-            if leftover.is_dir():
-                shutil.rmtree(leftover, ignore_errors=True)
-            else:
-                leftover.unlink(missing_ok=True)
-        assert self._proc.stdout is not None
-        self._proc.stdout.close()
-        self._stdin.close()
-        self._stderr.close()
-
-    def events(self, deadline: Callable[[], float]) -> Iterator[dict[str, Any]]:
-        """Yield the worker's events until it closes stdout. `deadline()` (time.monotonic()
-        seconds) is read again after every event, so the caller can move it per step.
-
-        Raises `_WorkerTimedOut` past the deadline, `_WorkerCrashed` when the worker ends
-        without saying "done" or writes something that is not an event.
-        """
-        assert self._proc.stdout is not None
-        fd = self._proc.stdout.fileno()
-        buffer = b""
-        with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_READ)
-            while True:
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    try:
-                        event = json.loads(line)
-                    except ValueError as exc:
-                        raise _WorkerCrashed(
-                            ErrorCategory.RENDER_CRASH,
-                            f"failed: the render worker wrote {line[:80]!r}",
-                        ) from exc
-                    yield event
-                    if event.get("event") == "done":
-                        return
-                remaining = deadline() - time.monotonic()
-                if remaining <= 0:
-                    raise _WorkerTimedOut()
-                if not selector.select(remaining):
-                    continue
-                chunk = os.read(fd, 1 << 16)
-                if not chunk:
-                    break  # end of file: the worker exited without "done"
-                buffer += chunk
-        raise self._diagnose()
-
-    def _diagnose(self) -> _WorkerCrashed:
-        try:
-            code = self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            code = None
-        self._stderr.seek(0, os.SEEK_END)
-        self._stderr.seek(max(0, self._stderr.tell() - 600))
-        tail = self._stderr.read().decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
-        if "MemoryError" in tail[0]:
-            return _WorkerCrashed(
-                ErrorCategory.TOO_LARGE,
-                "ran out of memory in the render worker; raise DOCEXTRACT_RASTER__RENDER_MEMORY_MB",
-            )
-        how = (
-            f"was killed by {signal.Signals(-code).name}"
-            if code is not None and code < 0
-            else f"exited with status {code}"
-        )
-        return _WorkerCrashed(
-            ErrorCategory.RENDER_CRASH,
-            f"failed: the render worker {how} ({tail[0][:200] or 'no message'})",
-        )

@@ -3,239 +3,112 @@
 Untrusted files are opened only here, never in the batch process: a renderer that crashes,
 allocates without bound or loops forever takes down this process alone, which the parent
 (`pipeline.raster`) kills on a wall-clock deadline. The address-space cap (`RLIMIT_AS`) is set
-before any renderer is imported and is inherited by poppler's `pdfinfo`/`pdftoppm`.
+before any renderer is imported and is inherited by poppler's `pdfinfo`/`pdftoppm`. Renderers and
+Pillow are imported only when a request needs them, so the process starts in ~40 ms.
 
-Protocol: one JSON request on stdin; JSON lines on stdout, one event each:
+Protocol: JSON requests on stdin, one per line, handled in turn until stdin closes (the parent
+sends a document's 'info' request, then its 'render' request); JSON lines on stdout, one event
+each, each request's ending with "done":
   {"event": "info", "renderer", "page_count", "use_password", "pages": [{"w","h","rotate","dpi"}]}
   {"event": "step", "index"}                     a chunk starts (the parent's deadline restarts)
   {"event": "page", "page", "width", "height", "seconds"}
   {"event": "page_error", "page", "category", "message", "retry"}
   {"event": "error", "category", "message"}      the whole document failed
   {"event": "done"}
-Page numbers are 1-based; PDF sizes are in points, image sizes in pixels; categories are
-`ErrorCategory` values. Pages are written to the target paths the parent chose (from the sha256
-only), as tmp + rename.
+Page numbers are 1-based; PDF sizes are in points (crop box before /Rotate), image sizes in
+pixels; categories are `ErrorCategory` values. An "info" request names the primary PDF
+`renderer` and the `fallback` (or null); each "render" step names its renderer. Pages are written
+to the target paths the parent chose (from the sha256 only), as tmp + rename.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
 import resource
-import shutil
 import struct
 import sys
-import tempfile
-import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-Emit = Callable[..., None]
-CORRUPT, TOO_LARGE, PASSWORD = "corrupt", "too_large", "password_required"
-ZERO_PAGES, UNSUPPORTED, CONFIG = "zero_pages", "unsupported_type", "config_error"
-# zlib level 6: text pages come out 3x smaller than at level 1 for ~20 ms more per page.
-_PNG_COMPRESS_LEVEL = 6
+from pipeline.render_common import (
+    CONFIG,
+    CORRUPT,
+    PASSWORD,
+    TOO_LARGE,
+    UNSUPPORTED,
+    ZERO_PAGES,
+    DocumentError,
+    Emit,
+    PageError,
+    each_page,
+    oom,
+    save_png,
+)
+
 # What Pillow raises on damaged or fuzzed input (UnidentifiedImageError is an OSError).
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError)
 _EXIF_ROTATION = {3: 180, 4: 180, 5: 90, 6: 90, 7: 270, 8: 270}  # clockwise, as PDF /Rotate
 _WIDE_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+# Each module has `describe(path, password, max_pages)` and `render(req, step, emit)`; it is
+# imported when a request names it, so that a worker loads one renderer's code, not both.
+_PDF_RENDERERS = {"poppler": "pipeline.render_poppler", "pdfium": "pipeline.render_pdfium"}
+# When both renderers fail to open a file, the more telling reason is the document's.
+_TELLING = (CONFIG, PASSWORD, ZERO_PAGES)
 
 
-class DocumentError(Exception):
-    """The whole document cannot be opened; `category` is an `ErrorCategory` value."""
-
-    def __init__(self, category: str, message: str) -> None:
-        super().__init__(message)
-        self.category = category
-        self.message = message
-
-
-class PageError(DocumentError):
-    """One page cannot be produced; `retry` asks the parent to try the fallback renderer."""
-
-    def __init__(self, category: str, message: str, retry: bool = False) -> None:
-        super().__init__(category, message)
-        self.retry = retry
-
-
-# ---------------------------------------------------------------- PDF: poppler, pdfium fallback
+# ---------------------------------------------------------------- PDF: primary, then fallback
 
 
 def pdf_info(req: dict[str, Any], emit: Emit) -> None:
-    """Page count, sizes (pt) and /Rotate; poppler first, pdfium only if poppler cannot open it."""
-    path, password, max_pages = req["path"], req["password"], req["max_pages"]
-    renderer, use_password = "poppler", password is not None
+    """Page count, sizes (pt) and /Rotate from the primary renderer; from the fallback if the
+    primary cannot open the file (corrupt, or the password refused). When pdfium finds only
+    pages that draw nothing, the fallback says whether the file has pages at all: poppler counts
+    0 in a page tree that pdfium reads as empty pages (qpdf-many-nulls.pdf), and such a file must
+    end zero_pages, not as a blank page sent to the model."""
+    primary, fallback = req["renderer"], req["fallback"]
+    args = (req["path"], req["password"], req["max_pages"])
     try:
-        pages = _poppler_info(path, password, max_pages)
+        described, renderer = _pdf_renderer(primary).describe(*args), primary
     except DocumentError as exc:
-        if exc.category == PASSWORD and password is not None:
-            # A password given for an owner-password-only file makes poppler refuse it; such a
-            # file opens for anyone, so try once without.
-            try:
-                pages, use_password = _poppler_info(path, None, max_pages), False
-            except DocumentError:
-                raise DocumentError(
-                    PASSWORD,
-                    "the PDF is encrypted and the password given does "
-                    "not open it; check the password for this file",
-                ) from exc
-        elif exc.category == CORRUPT and req["fallback"] == "pdfium":
-            pages, renderer = _pdfium_info(path, password, max_pages, exc), "pdfium"
-        else:
+        if fallback is None or exc.category not in (CORRUPT, PASSWORD):
             raise
-    emit("info", renderer=renderer, use_password=use_password, **pages)
-
-
-def _poppler_info(path: str, password: str | None, max_pages: int) -> dict[str, Any]:
-    from pdf2image import pdfinfo_from_path
-    from pdf2image.exceptions import PDFInfoNotInstalledError, PDFPageCountError
-
-    try:
-        info = pdfinfo_from_path(
-            path,
-            userpw=password,  # type: ignore[arg-type]
-            ownerpw=password,  # type: ignore[arg-type]
-            first_page=1,
-            last_page=max_pages,
-        )  # (its hints omit None)
-    except PDFInfoNotInstalledError as exc:
-        raise DocumentError(CONFIG, "poppler is not installed: apt install poppler-utils") from exc
-    except PDFPageCountError as exc:
-        raise _classify_poppler(str(exc)) from exc
-    count = int(info["Pages"])
-    if count == 0:
-        raise DocumentError(ZERO_PAGES, "the PDF has no pages")
-    pages = []
-    for n in range(1, min(count, max_pages) + 1):
-        size = re.match(r"([\d.]+) x ([\d.]+)", str(info.get(f"Page {n:4d} size", "")))
-        w, h = (float(size[1]), float(size[2])) if size else (0.0, 0.0)
-        pages.append(
-            {"w": w, "h": h, "rotate": int(info.get(f"Page {n:4d} rot") or 0) % 360, "dpi": None}
-        )
-    return {"page_count": count, "pages": pages}
-
-
-def _classify_poppler(stderr: str) -> DocumentError:
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    if any("Incorrect password" in ln for ln in lines):
-        return DocumentError(
-            PASSWORD,
-            "the PDF is encrypted and needs its password to open; give the right one for this file",
-        )
-    if any("Invalid page count 0" in ln for ln in lines):
-        return DocumentError(ZERO_PAGES, "the PDF has no pages (page count 0)")
-    detail = "; ".join(dict.fromkeys(ln for ln in lines if "Unable to get page count" not in ln))
-    return DocumentError(CORRUPT, f"poppler cannot open the PDF: {detail[:300] or 'no detail'}")
-
-
-def _pdfium_info(
-    path: str, password: str | None, max_pages: int, poppler_error: DocumentError
-) -> dict[str, Any]:
-    import pypdfium2 as pdfium
-
-    try:
-        doc = pdfium.PdfDocument(path, password=password)
-    except pdfium.PdfiumError as exc:
-        if exc.err_code == 4:  # FPDF_ERR_PASSWORD
-            raise DocumentError(PASSWORD, "the PDF is encrypted and needs its password") from exc
-        raise DocumentError(CORRUPT, f"{poppler_error.message}; pdfium: {exc}") from exc
-    if len(doc) == 0:
-        raise DocumentError(ZERO_PAGES, "the PDF has no pages")
-    pages = []
-    for index in range(min(len(doc), max_pages)):
         try:
-            page = doc[index]
-        except pdfium.PdfiumError:  # an unloadable page: size 0 fails it as a page later
-            pages.append({"w": 0.0, "h": 0.0, "rotate": 0, "dpi": None})
-            continue
-        w, h = page.get_size()
-        pages.append({"w": w, "h": h, "rotate": page.get_rotation() % 360, "dpi": None})
-    return {"page_count": len(doc), "pages": pages}
+            described, renderer = _pdf_renderer(fallback).describe(*args), fallback
+        except DocumentError as second:
+            raise _both_failed(exc, second) from second
+    if described.pop("blank", False) and renderer == primary and fallback is not None:
+        _unless_no_pages(_pdf_renderer(fallback).describe, args)
+    emit("info", renderer=renderer, **described)
 
 
-def render_poppler(req: dict[str, Any], step: dict[str, Any], emit: Emit) -> None:
-    """One contiguous chunk: pdftoppm writes PPM into a temp folder (its own PNG writer is ~8x
-    slower), then threads encode PNG (Pillow releases the GIL) and rename into place."""
-    from pdf2image import convert_from_path
-    from pdf2image.exceptions import PDFPageCountError
-
-    numbers = [number for number, _ in step["pages"]]
-    threads = min(req["threads"], len(numbers))
-    # The pid in temp names lets the parent remove them if it has to kill this process.
-    tmp = tempfile.mkdtemp(prefix=f".chunk-{os.getpid()}-", dir=req["work_dir"])
+def _unless_no_pages(
+    describe: Callable[[str, str | None, int], dict[str, Any]], args: tuple[Any, ...]
+) -> None:
+    """Raise zero_pages if `describe` finds no pages; any other verdict leaves the caller's."""
     try:
-        started = time.monotonic()
-        try:
-            produced = convert_from_path(
-                req["path"],
-                dpi=step["dpi"],
-                first_page=numbers[0],
-                last_page=numbers[-1],
-                output_folder=tmp,
-                paths_only=True,
-                fmt="ppm",
-                thread_count=threads,
-                userpw=req["password"],
-                ownerpw=req["password"],
-                use_cropbox=True,
-            )
-            why = "poppler produced no image for it"  # pdf2image drops pdftoppm's exit status
-        except PDFPageCountError as exc:
-            produced, why = [], _classify_poppler(str(exc)).message
-        paths = [Path(str(p)) for p in produced]  # paths_only: str, whatever the hints say
-        by_number = {int(p.stem.rsplit("-", 1)[1]): p for p in paths}
-        with ThreadPoolExecutor(threads) as pool:
-            encoded = {
-                n: pool.submit(_ppm_to_png, by_number[n], Path(target))
-                for n, target in step["pages"]
-                if n in by_number
-            }
-            wait(encoded.values())
-        seconds = (time.monotonic() - started) / len(numbers)
-
-        def collect(number: int, target: Path) -> None:
-            if number not in encoded:
-                raise PageError(CORRUPT, why, retry=True)
-            encoded[number].result()  # re-raises what encoding raised, MemoryError included
-
-        _each_page(req, step, emit, collect, seconds)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        describe(*args)
+    except DocumentError as exc:
+        if exc.category == ZERO_PAGES:
+            raise
+        # A fallback that cannot open the file says nothing about its pages: keep the primary's.
 
 
-def _ppm_to_png(source: Path, target: Path) -> None:
-    from PIL import Image
-
-    with Image.open(source) as im:
-        _save_png(im, target)
-    source.unlink()  # free the temp space as we go
+def _pdf_renderer(name: str) -> Any:
+    """The module of PDF renderer `name` (imported on first use)."""
+    return importlib.import_module(_PDF_RENDERERS[name])
 
 
-def render_pdfium(req: dict[str, Any], step: dict[str, Any], emit: Emit) -> None:
-    """The step's pages with pypdfium2, one at a time (the fallback renderer)."""
-    import pypdfium2 as pdfium
-
-    doc, opened = None, None
-    try:
-        doc = pdfium.PdfDocument(req["path"], password=req["password"])
-        doc.init_forms()  # draw form fields, as poppler does
-    except pdfium.PdfiumError as exc:
-        opened = exc
-
-    def render(number: int, target: Path) -> None:
-        try:
-            if doc is None:
-                raise PageError(CORRUPT, f"pdfium cannot open the file: {opened}")
-            bitmap = doc[number - 1].render(scale=step["dpi"] / 72, may_draw_forms=True)
-            _save_png(bitmap.to_pil().convert("RGB"), target)
-        except pdfium.PdfiumError as exc:
-            raise PageError(CORRUPT, f"pdfium cannot render it: {exc}") from exc
-
-    _each_page(req, step, emit, render)
+def _both_failed(first: DocumentError, second: DocumentError) -> DocumentError:
+    for category in _TELLING:
+        for exc in (first, second):
+            if exc.category == category:
+                return exc
+    return DocumentError(first.category, f"{first.message}; {second.message}")
 
 
 # ---------------------------------------------------------------- images: Pillow
@@ -335,11 +208,11 @@ def render_image(req: dict[str, Any], step: dict[str, Any], emit: Emit) -> None:
                     image = Image.alpha_composite(
                         Image.new("RGBA", rgba.size, _backdrop(rgba)), rgba
                     )
-                _save_png(image.convert("RGB"), target)
+                save_png(image.convert("RGB"), target)
             except ValueError as exc:
                 raise PageError(UNSUPPORTED, f"mode {image.mode!r} cannot become RGB") from exc
 
-        _each_page(req, step, emit, convert)
+        each_page(req, step, emit, convert)
 
 
 def _backdrop(rgba: Any) -> str:
@@ -371,57 +244,6 @@ def _to_8bit(image: Any) -> Any:
 # ---------------------------------------------------------------- plumbing
 
 
-def _each_page(
-    req: dict[str, Any],
-    step: dict[str, Any],
-    emit: Emit,
-    produce: Callable[[int, Path], None],
-    seconds: float | None = None,
-) -> None:
-    """Call `produce(number, target)` for each page of the step; a failure stays that page's."""
-    from PIL import Image
-
-    for number, target in step["pages"]:
-        started = time.monotonic()
-        try:
-            produce(number, Path(target))
-        except PageError as exc:
-            emit(
-                "page_error",
-                page=number,
-                category=exc.category,
-                message=exc.message,
-                retry=exc.retry,
-            )
-            continue
-        except MemoryError:
-            emit("page_error", page=number, category=TOO_LARGE, message=_oom(req), retry=True)
-            continue
-        with Image.open(target) as im:  # our own PNG: only the header is read
-            width, height = im.size
-        took = seconds if seconds is not None else time.monotonic() - started
-        emit("page", page=number, width=width, height=height, seconds=round(took, 4))
-
-
-def _save_png(image: Any, target: Path) -> None:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        image.save(tmp, format="PNG", compress_level=_PNG_COMPRESS_LEVEL)
-        os.replace(tmp, target)  # readers never see half a PNG
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _oom(req: dict[str, Any]) -> str:
-    return (
-        f"rendering needs more memory than render_memory_mb={req['memory_mb']}; raise "
-        "DOCEXTRACT_RASTER__RENDER_MEMORY_MB or lower the DPI"
-    )
-
-
-_RENDERERS = {"poppler": render_poppler, "pdfium": render_pdfium, "pillow": render_image}
-
-
 def handle(req: dict[str, Any], emit: Emit) -> None:
     """Run one request; document-level failures become an "error" event."""
     try:
@@ -430,11 +252,14 @@ def handle(req: dict[str, Any], emit: Emit) -> None:
             return
         for index, step in enumerate(req["steps"]):
             emit("step", index=index)
-            _RENDERERS[step["renderer"]](req, step, emit)
+            if step["renderer"] == "pillow":
+                render_image(req, step, emit)
+            else:
+                _pdf_renderer(step["renderer"]).render(req, step, emit)
     except DocumentError as exc:
         emit("error", category=exc.category, message=exc.message)
     except MemoryError:
-        emit("error", category=TOO_LARGE, message=_oom(req))
+        emit("error", category=TOO_LARGE, message=oom(req))
 
 
 def main() -> int:
@@ -446,11 +271,14 @@ def main() -> int:
     def emit(event: str, **fields: Any) -> None:
         protocol.write(json.dumps({"event": event, **fields}) + "\n")
 
-    req = json.loads(sys.stdin.read())
-    limit = req["memory_mb"] * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))  # inherited by pdfinfo and pdftoppm
-    handle(req, emit)
-    emit("done")
+    for line in sys.stdin:
+        req = json.loads(line)
+        limit = req["memory_mb"] * 1024 * 1024
+        # Before any renderer is imported; inherited by pdfinfo and pdftoppm. The requests of a
+        # document share the limit (a hard limit can only be lowered).
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        handle(req, emit)
+        emit("done")
     return 0
 
 

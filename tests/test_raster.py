@@ -1,19 +1,24 @@
-"""Rasterize: real poppler/pdfium/Pillow renders of small generated files, through the sandbox."""
+"""Rasterize: real poppler/pdfium/Pillow renders of small generated files, through the sandbox.
+
+PDF tests run with each primary renderer (`renderer`): both must give the same pages, sizes,
+errors and fallbacks."""
 
 from __future__ import annotations
 
 import math
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pypdfium2 as pdfium
 import pytest
 from fpdf import FPDF
 from fpdf.enums import EncryptionMethod
-from PIL import Image, ImageOps
+from PIL import Image, ImageChops, ImageOps, ImageStat
 
-from pipeline import raster
+from pipeline import raster, render_client
 from pipeline.errors import InputError
 from pipeline.ingest import IngestedFile, ingest_file
 from pipeline.raster import page_cache_path, rasterize
@@ -23,6 +28,8 @@ from pipeline.types import ErrorCategory
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "robustness"
 LETTER = (612, 792)
 A5_LANDSCAPE = (595.28, 419.53)
+RENDERERS = ["poppler", "pdfium"]
+OTHER = {"poppler": "pdfium", "pdfium": "poppler"}
 
 
 def make_pdf(path: Path, sizes: list[tuple[float, float]], password: str | None = None) -> Path:
@@ -43,22 +50,42 @@ def make_pdf(path: Path, sizes: list[tuple[float, float]], password: str | None 
     return path
 
 
+def rotate_pages(path: Path, rotations: list[int]) -> Path:
+    """Set each page's /Rotate (degrees clockwise) in place."""
+    doc = pdfium.PdfDocument(path.read_bytes())
+    for index, rotation in enumerate(rotations):
+        doc[index].set_rotation(rotation)
+    doc.save(path)
+    doc.close()
+    return path
+
+
 def ingest(path: Path, settings: RasterSettings | None = None) -> IngestedFile:
     return ingest_file(path, settings or RasterSettings())
 
 
+@pytest.fixture(params=RENDERERS)
+def renderer(request: pytest.FixtureRequest) -> str:
+    """The primary PDF renderer; the other one is the fallback."""
+    return str(request.param)
+
+
+def settings_for(renderer: str, **values: Any) -> RasterSettings:
+    return RasterSettings(renderer=renderer, **values)
+
+
 @pytest.fixture
 def spy(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Every request sent to a render worker, in order."""
+    """Every request sent to a render worker, in order, with the pid of the worker it went to."""
     requests: list[dict[str, Any]] = []
-    real = raster._WorkerRun
+    real = render_client.WorkerRun
 
     class Spy(real):  # type: ignore[misc, valid-type]
-        def __init__(self, request: dict[str, Any]) -> None:
-            requests.append(request)
-            super().__init__(request)
+        def run(self, request: dict[str, Any], deadline: Any) -> Any:
+            requests.append({**request, "pid": self._proc.pid})
+            return super().run(request, deadline)
 
-    monkeypatch.setattr(raster, "_WorkerRun", Spy)
+    monkeypatch.setattr(render_client, "WorkerRun", Spy)
     return requests
 
 
@@ -71,10 +98,10 @@ def render_steps(requests: list[dict[str, Any]]) -> list[tuple[str, list[int]]]:
     ]
 
 
-def test_pdf_pages_render_at_the_dpi_with_their_own_sizes(tmp_path: Path) -> None:
+def test_pdf_pages_render_at_the_dpi_with_their_own_sizes(tmp_path: Path, renderer: str) -> None:
     pdf = make_pdf(tmp_path / "mixed.pdf", [LETTER, A5_LANDSCAPE, (200, 100)])
     file = ingest(pdf)
-    result = rasterize(file, RasterSettings(dpi=50), tmp_path / "cache")
+    result = rasterize(file, settings_for(renderer, dpi=50), tmp_path / "cache")
     assert result.page_count == 3 and result.errors == []
     for page, (width_pt, height_pt) in zip(
         result.pages, [LETTER, A5_LANDSCAPE, (200, 100)], strict=True
@@ -92,9 +119,50 @@ def test_pdf_pages_render_at_the_dpi_with_their_own_sizes(tmp_path: Path) -> Non
     assert leftovers == []  # temp chunk folders and tmp files are gone
 
 
-def test_second_rasterize_renders_nothing(tmp_path: Path, spy: list[dict[str, Any]]) -> None:
+@pytest.mark.parametrize("dpi", [44, 88, 194])
+def test_page_sizes_are_exact_where_pdfium_rounds_up(
+    tmp_path: Path, renderer: str, dpi: int
+) -> None:
+    """pypdfium2's render(scale=dpi/72) gives a Letter page 1 px more at these DPIs."""
+    pdf = make_pdf(tmp_path / "letter.pdf", [LETTER])
+    settings = settings_for(renderer, dpi=dpi, fallback_renderer="none")
+    page = rasterize(ingest(pdf), settings, tmp_path / "cache").pages[0]
+    assert (page.width, page.height) == (math.ceil(612 * dpi / 72), math.ceil(792 * dpi / 72))
+
+
+def test_both_renderers_draw_the_same_upright_page(tmp_path: Path) -> None:
+    pdf = rotate_pages(make_pdf(tmp_path / "turned.pdf", [LETTER, LETTER]), [90, 0])
+    drawn = {}
+    for renderer in RENDERERS:
+        settings = settings_for(renderer, dpi=40, fallback_renderer="none")
+        result = rasterize(ingest(pdf), settings, tmp_path / renderer)
+        assert [(p.width, p.height, p.rotation) for p in result.pages] == [
+            (440, 340, 90),  # landscape: /Rotate applied
+            (340, 440, 0),
+        ]
+        with Image.open(result.pages[0].path) as im:
+            drawn[renderer] = im.convert("L")
+    mean = ImageStat.Stat(ImageChops.difference(drawn["poppler"], drawn["pdfium"])).mean[0]
+    assert mean < 4, f"the renderers disagree on the page: mean grey difference {mean:.1f}"
+
+
+def test_one_worker_describes_and_renders_a_document(
+    tmp_path: Path, spy: list[dict[str, Any]], renderer: str
+) -> None:
+    rasterize(
+        ingest(make_pdf(tmp_path / "doc.pdf", [LETTER] * 3)),
+        settings_for(renderer, dpi=36),
+        tmp_path / "c",
+    )
+    assert [r["op"] for r in spy] == ["info", "render"]
+    assert spy[0]["pid"] == spy[1]["pid"]  # one process start per document, not one per request
+
+
+def test_second_rasterize_renders_nothing(
+    tmp_path: Path, spy: list[dict[str, Any]], renderer: str
+) -> None:
     file = ingest(make_pdf(tmp_path / "doc.pdf", [LETTER] * 3))
-    settings = RasterSettings(dpi=40)
+    settings = settings_for(renderer, dpi=40)
     first = rasterize(file, settings, tmp_path / "cache")
     assert [r["op"] for r in spy] == ["info", "render"]
     mtimes = [p.path.stat().st_mtime_ns for p in first.pages]
@@ -106,32 +174,48 @@ def test_second_rasterize_renders_nothing(tmp_path: Path, spy: list[dict[str, An
     assert [p.path.stat().st_mtime_ns for p in second.pages] == mtimes
     first.pages[1].path.unlink()  # one page evicted: only that one is rendered again
     rasterize(file, settings, tmp_path / "cache")
-    assert render_steps(spy[2:]) == [("poppler", [2])]
+    assert render_steps(spy[2:]) == [(renderer, [2])]
 
 
-def test_a_damaged_cached_page_is_rendered_again(tmp_path: Path, spy: list[dict[str, Any]]) -> None:
+def test_switching_renderers_keeps_the_cache(
+    tmp_path: Path, spy: list[dict[str, Any]], renderer: str
+) -> None:
     file = ingest(make_pdf(tmp_path / "doc.pdf", [LETTER] * 2))
-    settings = RasterSettings(dpi=40)
+    rasterize(file, settings_for(OTHER[renderer], dpi=40), tmp_path / "cache")
+    assert raster.cache_complete(file, settings_for(renderer, dpi=40), tmp_path / "cache")
+    rasterize(file, settings_for(renderer, dpi=40), tmp_path / "cache")
+    assert len(spy) == 2  # the other renderer's pages and page list serve as they are
+    alone = settings_for(renderer, dpi=40, fallback_renderer="none")
+    assert not raster.cache_complete(file, alone, tmp_path / "cache")
+    rasterize(file, alone, tmp_path / "cache")  # described again by the only renderer allowed
+    assert [r["op"] for r in spy[2:]] == ["info"]
+
+
+def test_a_damaged_cached_page_is_rendered_again(
+    tmp_path: Path, spy: list[dict[str, Any]], renderer: str
+) -> None:
+    file = ingest(make_pdf(tmp_path / "doc.pdf", [LETTER] * 2))
+    settings = settings_for(renderer, dpi=40)
     first = rasterize(file, settings, tmp_path / "cache")
     first.pages[0].path.write_bytes(b"not a png")
     second = rasterize(file, settings, tmp_path / "cache")
-    assert render_steps(spy[2:]) == [("poppler", [1])]
+    assert render_steps(spy[2:]) == [(renderer, [1])]
     assert (second.pages[0].width, second.pages[0].height) == (
         first.pages[0].width,
         first.pages[0].height,
     )
 
 
-def test_pages_render_in_chunks(tmp_path: Path, spy: list[dict[str, Any]]) -> None:
+def test_pages_render_in_chunks(tmp_path: Path, spy: list[dict[str, Any]], renderer: str) -> None:
     file = ingest(make_pdf(tmp_path / "five.pdf", [LETTER] * 5))
-    result = rasterize(file, RasterSettings(dpi=36, chunk_pages=2), tmp_path / "cache")
+    result = rasterize(file, settings_for(renderer, dpi=36, chunk_pages=2), tmp_path / "cache")
     assert [p.number for p in result.pages] == [1, 2, 3, 4, 5]
-    assert render_steps(spy) == [("poppler", [1, 2]), ("poppler", [3, 4]), ("poppler", [5])]
+    assert render_steps(spy) == [(renderer, [1, 2]), (renderer, [3, 4]), (renderer, [5])]
 
 
-def test_pixel_cap_lowers_the_dpi_of_that_page_only(tmp_path: Path) -> None:
+def test_pixel_cap_lowers_the_dpi_of_that_page_only(tmp_path: Path, renderer: str) -> None:
     file = ingest(make_pdf(tmp_path / "two.pdf", [LETTER, (200, 200)]))
-    settings = RasterSettings(dpi=200, max_page_pixels=1_000_000)
+    settings = settings_for(renderer, dpi=200, max_page_pixels=1_000_000)
     big, small = rasterize(file, settings, tmp_path / "cache").pages
     assert big.dpi == 103  # the largest DPI whose letter page fits 1 MP: 876 x 1133 px
     one_dpi_more = math.ceil(612 * 104 / 72) * math.ceil(792 * 104 / 72)
@@ -140,39 +224,62 @@ def test_pixel_cap_lowers_the_dpi_of_that_page_only(tmp_path: Path) -> None:
     assert (small.dpi, small.width) == (200, math.ceil(200 * 200 / 72))
 
 
-def test_more_pages_than_max_pages_is_too_large(tmp_path: Path) -> None:
+def test_more_pages_than_max_pages_is_too_large(tmp_path: Path, renderer: str) -> None:
     file = ingest(make_pdf(tmp_path / "five.pdf", [LETTER] * 5))
     with pytest.raises(InputError) as caught:
-        rasterize(file, RasterSettings(max_pages=3), tmp_path / "cache")
+        rasterize(file, settings_for(renderer, max_pages=3), tmp_path / "cache")
     assert caught.value.category is ErrorCategory.TOO_LARGE
     assert "max_pages=3" in caught.value.message
 
 
-def test_render_memory_cap_fails_as_too_large_not_a_crash(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fallback", ["auto", "none"])
+def test_render_memory_cap_fails_as_too_large_not_a_crash(
+    tmp_path: Path, renderer: str, fallback: str
+) -> None:
     file = ingest(make_pdf(tmp_path / "poster.pdf", [(5000, 5000)]))  # 13889 px square at 200 DPI
-    settings = RasterSettings(dpi=200, max_page_pixels=10**9, render_memory_mb=256)
+    settings = settings_for(
+        renderer,
+        dpi=200,
+        max_page_pixels=10**9,
+        render_memory_mb=256,
+        fallback_renderer=fallback,
+    )
     with pytest.raises(InputError) as caught:
         rasterize(file, settings, tmp_path / "cache")
     assert caught.value.category is ErrorCategory.TOO_LARGE
+    assert "RENDER_MEMORY_MB" in caught.value.message
     assert not list((tmp_path / "cache").rglob("*.png"))  # poppler's 1x1 stand-in is not cached
 
 
-def test_encrypted_pdf_needs_its_password(tmp_path: Path) -> None:
+def test_encrypted_pdf_needs_its_password(tmp_path: Path, renderer: str) -> None:
     file = ingest(make_pdf(tmp_path / "locked.pdf", [LETTER], password="s3cret"))
-    settings = RasterSettings(dpi=36)
-    for password, hint in [(None, "needs its password"), ("wrong", "password given")]:
-        with pytest.raises(InputError) as caught:
-            rasterize(file, settings, tmp_path / "cache", password=password)
-        assert caught.value.category is ErrorCategory.PASSWORD_REQUIRED
-        assert hint in caught.value.message
+    for fallback in ("auto", "none"):
+        settings = settings_for(renderer, dpi=36, fallback_renderer=fallback)
+        for password, hint in [(None, "needs its password"), ("wrong", "password given")]:
+            with pytest.raises(InputError) as caught:
+                rasterize(file, settings, tmp_path / "cache", password=password)
+            assert caught.value.category is ErrorCategory.PASSWORD_REQUIRED
+            assert hint in caught.value.message
+    settings = settings_for(renderer, dpi=36, fallback_renderer="none")
     assert len(rasterize(file, settings, tmp_path / "cache", password="s3cret").pages) == 1
     with pytest.raises(InputError):  # cached pages are not served without the password
         rasterize(file, settings, tmp_path / "cache")
 
 
-def test_password_given_for_an_open_pdf_is_ignored(tmp_path: Path) -> None:
+def test_password_given_for_an_open_pdf_is_ignored(tmp_path: Path, renderer: str) -> None:
     file = ingest(make_pdf(tmp_path / "open.pdf", [LETTER]))
-    assert len(rasterize(file, RasterSettings(dpi=36), tmp_path / "c", password="x").pages) == 1
+    settings = settings_for(renderer, dpi=36, fallback_renderer="none")
+    assert len(rasterize(file, settings, tmp_path / "c", password="x").pages) == 1
+
+
+def test_a_pdf_of_blank_pages_renders_them(tmp_path: Path, renderer: str) -> None:
+    """pdfium sees no content on any page and asks poppler whether there are pages at all."""
+    pdf = FPDF(unit="pt")
+    pdf.add_page(format=LETTER)
+    pdf.add_page(format=LETTER)
+    pdf.output(str(tmp_path / "blank.pdf"))
+    result = rasterize(ingest(tmp_path / "blank.pdf"), settings_for(renderer, dpi=36), tmp_path)
+    assert [(p.number, p.width) for p in result.pages] == [(1, 306), (2, 306)]
 
 
 def _tiff(path: Path) -> Path:
@@ -241,32 +348,33 @@ def test_truncated_image_is_corrupt(tmp_path: Path) -> None:
     assert caught.value.category is ErrorCategory.CORRUPT
 
 
-def test_tiny_timeout_is_render_timeout(tmp_path: Path) -> None:
+def test_tiny_timeout_is_render_timeout(tmp_path: Path, renderer: str) -> None:
     file = ingest(make_pdf(tmp_path / "doc.pdf", [LETTER]))
     with pytest.raises(InputError) as caught:
-        rasterize(file, RasterSettings(render_timeout_s=0.001), tmp_path / "cache")
+        rasterize(file, settings_for(renderer, render_timeout_s=0.001), tmp_path / "cache")
     assert caught.value.category is ErrorCategory.RENDER_TIMEOUT
     assert "render_timeout_s" in caught.value.message
 
 
-def test_chunk_timeout_retries_with_pdfium_then_fails_the_pages(
-    tmp_path: Path, spy: list[dict[str, Any]]
+def test_chunk_timeout_retries_with_the_fallback_then_fails_the_pages(
+    tmp_path: Path, spy: list[dict[str, Any]], renderer: str
 ) -> None:
     file = ingest(make_pdf(tmp_path / "doc.pdf", [LETTER] * 2))
-    rasterize(file, RasterSettings(dpi=36), tmp_path / "cache")  # caches the page list
-    slow = RasterSettings(dpi=600, render_timeout_s=0.2, chunk_pages=2)
+    rasterize(file, settings_for(renderer, dpi=36), tmp_path / "cache")  # caches the page list
+    slow = settings_for(renderer, dpi=600, render_timeout_s=0.2, chunk_pages=2)
     with pytest.raises(InputError) as caught:
         rasterize(file, slow, tmp_path / "cache")
     assert caught.value.category is ErrorCategory.RENDER_TIMEOUT
-    tried = {(renderer, tuple(pages)) for renderer, pages in render_steps(spy[2:])}
-    assert tried == {("poppler", (1, 2)), ("pdfium", (1,)), ("pdfium", (2,))}
+    tried = {(name, tuple(pages)) for name, pages in render_steps(spy[2:])}
+    other = OTHER[renderer]
+    assert tried == {(renderer, (1, 2)), (other, (1,)), (other, (2,))}
     doc_dir = raster.document_cache_dir(tmp_path / "cache", file.sha256)
     assert [p.name for p in doc_dir.iterdir() if p.name.startswith(".")] == []  # killed: cleaned
 
 
-def test_document_timeout_bounds_the_whole_document(tmp_path: Path) -> None:
+def test_document_timeout_bounds_the_whole_document(tmp_path: Path, renderer: str) -> None:
     file = ingest(make_pdf(tmp_path / "doc.pdf", [LETTER] * 4))
-    settings = RasterSettings(dpi=600, chunk_pages=1, document_timeout_s=0.5)
+    settings = settings_for(renderer, dpi=600, chunk_pages=1, document_timeout_s=0.5)
     with pytest.raises(InputError) as caught:
         rasterize(file, settings, tmp_path / "cache")
     assert caught.value.category is ErrorCategory.RENDER_TIMEOUT
@@ -277,7 +385,7 @@ def fake_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[st
     def install(script: str) -> None:
         path = tmp_path / "fake_worker.py"
         path.write_text(script)
-        monkeypatch.setattr(raster, "_worker_argv", lambda: [sys.executable, str(path)])
+        monkeypatch.setattr(render_client, "worker_argv", lambda: [sys.executable, str(path)])
 
     return install
 
@@ -296,7 +404,11 @@ def fake_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[st
             "SIGKILL",
         ),
         ("raise MemoryError()", ErrorCategory.TOO_LARGE, "RENDER_MEMORY_MB"),
-        ("import sys; sys.stdin.read(); print('not json')", ErrorCategory.RENDER_CRASH, "not json"),
+        (
+            "import sys; sys.stdin.readline(); print('not json')",
+            ErrorCategory.RENDER_CRASH,
+            "not json",
+        ),
         ("import sys; sys.exit(3)", ErrorCategory.RENDER_CRASH, "status 3"),
     ],
 )
@@ -318,35 +430,56 @@ def test_a_dying_worker_is_an_input_error(
 CRASH_ON_PAGE_2 = """
 import json, os, signal, sys
 from pipeline import render_worker
-request = json.loads(sys.stdin.read())
 def emit(event, **fields):
     print(json.dumps({"event": event, **fields}), flush=True)
-for step in request.get("steps", []):
-    if step["renderer"] == "poppler" and any(n == 2 for n, _ in step["pages"]):
-        emit("step", index=request["steps"].index(step))
-        os.kill(os.getpid(), signal.SIGSEGV)
-render_worker.handle(request, emit)
-emit("done")
+for line in sys.stdin:
+    request = json.loads(line)
+    for index, step in enumerate(request.get("steps", [])):
+        if step["renderer"] == PRIMARY and any(n == 2 for n, _ in step["pages"]):
+            emit("step", index=index)
+            os.kill(os.getpid(), signal.SIGSEGV)
+    render_worker.handle(request, emit)
+    emit("done")
 """
 
 
-@pytest.mark.parametrize("fallback", ["pdfium", "none"])
+@pytest.mark.parametrize("fallback", ["auto", "none"])
 def test_a_crash_mid_document_fails_that_chunk_and_the_rest_go_on(
-    tmp_path: Path, fake_worker: Callable[[str], None], spy: list[dict[str, Any]], fallback: str
+    tmp_path: Path,
+    fake_worker: Callable[[str], None],
+    spy: list[dict[str, Any]],
+    renderer: str,
+    fallback: str,
 ) -> None:
     file = ingest(make_pdf(tmp_path / "five.pdf", [LETTER] * 5))
-    fake_worker(CRASH_ON_PAGE_2)
-    settings = RasterSettings(dpi=36, chunk_pages=2, fallback_renderer=fallback)  # type: ignore[arg-type]
+    fake_worker(f"PRIMARY = {renderer!r}\n" + CRASH_ON_PAGE_2)
+    settings = settings_for(renderer, dpi=36, chunk_pages=2, fallback_renderer=fallback)
     result = rasterize(file, settings, tmp_path / "cache")
-    if fallback == "pdfium":
+    if fallback == "auto":
         assert [p.number for p in result.pages] == [1, 2, 3, 4, 5] and result.errors == []
-        assert ("pdfium", [2]) in render_steps(spy)
+        assert (OTHER[renderer], [2]) in render_steps(spy)
     else:
         assert [p.number for p in result.pages] == [3, 4, 5]
         assert [(e.page, e.category) for e in result.errors] == [
             (1, ErrorCategory.RENDER_CRASH),
             (2, ErrorCategory.RENDER_CRASH),
         ]
+
+
+def test_fallback_naming_the_primary_is_a_configuration_error() -> None:
+    with pytest.raises(ValueError, match="FALLBACK_RENDERER"):
+        RasterSettings(renderer="pdfium", fallback_renderer="pdfium")
+    assert RasterSettings(renderer="poppler", fallback_renderer="pdfium").fallback == "pdfium"
+    assert RasterSettings(renderer="pdfium").fallback == "poppler"
+    assert RasterSettings(renderer="pdfium", fallback_renderer="none").fallback is None
+
+
+def test_the_worker_starts_without_loading_a_renderer() -> None:
+    """Each document starts a worker: its imports are part of every document's cost."""
+    heavy = ["PIL", "pdf2image", "pypdfium2", "concurrent.futures", "numpy"]
+    probe = f"import sys, pipeline.render_worker; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_cache_paths_come_from_the_hash_only(tmp_path: Path) -> None:

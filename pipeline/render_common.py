@@ -1,0 +1,101 @@
+"""What the render worker's modules share: error types, categories, the page loop, PNG writing.
+
+Used inside the sandboxed subprocess (`pipeline.render_worker`, `render_poppler`,
+`render_pdfium`); `pixels_at` is also the parent's rule for page sizes. Nothing here imports a
+renderer or Pillow at module level, so the child starts fast and the parent stays light.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Emit = Callable[..., None]
+CORRUPT, TOO_LARGE, PASSWORD = "corrupt", "too_large", "password_required"
+ZERO_PAGES, UNSUPPORTED, CONFIG = "zero_pages", "unsupported_type", "config_error"
+# zlib level 6: text pages come out 3x smaller than at level 1 for ~20 ms more per page.
+_PNG_COMPRESS_LEVEL = 6
+
+
+class DocumentError(Exception):
+    """The whole document cannot be opened; `category` is an `ErrorCategory` value."""
+
+    def __init__(self, category: str, message: str) -> None:
+        super().__init__(message)
+        self.category = category
+        self.message = message
+
+
+class PageError(DocumentError):
+    """One page cannot be produced; `retry` asks the parent to try the fallback renderer."""
+
+    def __init__(self, category: str, message: str, retry: bool = False) -> None:
+        super().__init__(category, message)
+        self.retry = retry
+
+
+def pixels_at(points: float, dpi: int) -> int:
+    """Pixels that `points` (1/72 inch) span at `dpi`, rounded up as pdftoppm does.
+
+    Both renderers produce exactly this (pdfium is told the bitmap size), and the parent checks
+    the pages against it.
+    """
+    return math.ceil(points * dpi / 72)
+
+
+def each_page(
+    req: dict[str, Any],
+    step: dict[str, Any],
+    emit: Emit,
+    produce: Callable[[int, Path], None],
+    seconds: float | None = None,
+) -> None:
+    """Call `produce(number, target)` for each page of the step; a failure stays that page's.
+
+    Emits "page" (size read back from the PNG written) or "page_error"; `seconds` overrides
+    the per-page time (a chunk's average).
+    """
+    from PIL import Image
+
+    for number, target in step["pages"]:
+        started = time.monotonic()
+        try:
+            produce(number, Path(target))
+        except PageError as exc:
+            emit_page_error(emit, number, exc)
+            continue
+        except MemoryError:
+            emit("page_error", page=number, category=TOO_LARGE, message=oom(req), retry=True)
+            continue
+        with Image.open(target) as im:  # our own PNG: only the header is read
+            width, height = im.size
+        took = seconds if seconds is not None else time.monotonic() - started
+        emit("page", page=number, width=width, height=height, seconds=round(took, 4))
+
+
+def emit_page_error(emit: Emit, number: int, exc: PageError) -> None:
+    """The "page_error" event for page `number` (1-based)."""
+    emit("page_error", page=number, category=exc.category, message=exc.message, retry=exc.retry)
+
+
+def save_png(image: Any, target: Path) -> None:
+    """Write a Pillow image to `target` as PNG, through a tmp file named with this pid (the
+    parent removes it if it kills us) and a rename, so readers never see half a PNG."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        image.save(tmp, format="PNG", compress_level=_PNG_COMPRESS_LEVEL)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def oom(req: dict[str, Any]) -> str:
+    """The message for a page or document that ran out of the worker's address space."""
+    return (
+        f"rendering needs more memory than render_memory_mb={req['memory_mb']}; raise "
+        "DOCEXTRACT_RASTER__RENDER_MEMORY_MB or lower the DPI"
+    )
