@@ -113,8 +113,9 @@ def test_pdf_pages_render_at_the_dpi_with_their_own_sizes(tmp_path: Path, render
         )
         assert page.path == page_cache_path(tmp_path / "cache", file.sha256, page.number, 50)
         with Image.open(page.path) as im:
-            assert (im.mode, im.size) == ("RGB", (page.width, page.height))
-            assert im.getextrema()[0][0] < 50  # the black box is there: not a blank page
+            # black print on white: stored as 8-bit grey (read back as RGB, the same pixels)
+            assert (im.mode, im.size) == ("L", (page.width, page.height))
+            assert im.getextrema()[0] < 50  # the black box is there: not a blank page
     leftovers = [p.name for p in page.path.parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []  # temp chunk folders and tmp files are gone
 
@@ -434,8 +435,11 @@ def emit(event, **fields):
     print(json.dumps({"event": event, **fields}), flush=True)
 for line in sys.stdin:
     request = json.loads(line)
-    for index, step in enumerate(request.get("steps", [])):
+    steps = request.get("steps", [])
+    for index, step in enumerate(steps):
         if step["renderer"] == PRIMARY and any(n == 2 for n, _ in step["pages"]):
+            if index:  # the steps before it render, as in the real worker
+                render_worker.handle({**request, "steps": steps[:index]}, emit)
             emit("step", index=index)
             os.kill(os.getpid(), signal.SIGSEGV)
     render_worker.handle(request, emit)
@@ -508,3 +512,25 @@ def test_fit_dpi_is_the_largest_dpi_that_fits(
     fitting = [d for d in range(1, dpi + 1) if pixels(d) <= max_pixels]
     expected = max(fitting) if fitting else None
     assert raster.fit_dpi(width_pt, height_pt, dpi, max_pixels) == expected
+
+
+def test_pages_without_colour_are_stored_grey_and_read_back_unchanged(tmp_path: Path) -> None:
+    pdf = FPDF(unit="pt")
+    pdf.set_font("helvetica", size=24)
+    for colour in [(0, 0, 0), (200, 30, 30)]:
+        pdf.add_page(format=LETTER)
+        pdf.set_fill_color(*colour)
+        pdf.rect(40, 80, 100, 50, style="F")
+        pdf.text(40, 60, "Total 12.50")
+    pdf.output(str(tmp_path / "two.pdf"))
+    cache = tmp_path / "cache"
+    settings = RasterSettings(renderer="pdfium", dpi=72)
+    result = rasterize(ingest(tmp_path / "two.pdf"), settings, cache)
+    direct = [pdfium.PdfDocument(tmp_path / "two.pdf")[i].render(scale=1).to_pil() for i in (0, 1)]
+    modes = []
+    for page, reference in zip(result.pages, direct, strict=True):
+        with Image.open(page.path) as stored:
+            modes.append(stored.mode)
+            as_rgb = stored.convert("RGB")
+        assert as_rgb.tobytes() == reference.convert("RGB").tobytes()  # not a pixel lost
+    assert modes == ["L", "RGB"]  # the red box keeps the second page in colour

@@ -151,8 +151,8 @@ def _outcome(
 
 def _pixels(result: RasterResult, page: int = 0) -> Image.Image:
     with Image.open(result.pages[page].path) as im:
-        assert im.mode == "RGB"
-        return im.copy()
+        assert im.mode in ("RGB", "L")  # L: a page without colour (see render_common.save_png)
+        return im.convert("RGB")
 
 
 def _check_rotation(result: RasterResult, entry: dict[str, Any]) -> None:
