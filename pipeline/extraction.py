@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from PIL import Image
 from pydantic import ValidationError
@@ -90,6 +91,14 @@ def summarize_errors(errors: Sequence[ErrorItem], limit: int = 3) -> str:
     return "; ".join(parts) + more
 
 
+class PageSource(Protocol):
+    """Pages to read: a list, or a `PageStream` still rendering (len is the page count)."""
+
+    def __iter__(self) -> Iterator[PageImage]: ...
+
+    def __len__(self) -> int: ...
+
+
 @dataclass
 class _Job:
     tile: Tile
@@ -99,7 +108,7 @@ class _Job:
 
 
 def extract(
-    pages: Sequence[PageImage],
+    pages: PageSource,
     schema: type[ExtractionSchema],
     model: VisionModel,
     settings: Settings,
@@ -111,9 +120,10 @@ def extract(
     """Extract one record of `schema` from the rendered `pages` of a document.
 
     `page_count` is the document's page count (pages that failed to render are in
-    `page_errors`). Tiles of all pages are batched together; bad answers are re-asked with the
-    problem, at most `settings.extraction.max_reasks` times per tile. Pages not done within
-    `timeout_s` seconds fail with category `timeout`.
+    `page_errors`). `pages` may still be rendering (a `PageStream`): each page is read when it
+    arrives. Tiles of all pages are batched together; bad answers are re-asked with the problem,
+    at most `settings.extraction.max_reasks` times per tile. Pages not done within `timeout_s`
+    seconds fail with category `timeout`.
     """
     started = time.perf_counter()
     deadline = None if timeout_s is None else started + timeout_s
@@ -123,54 +133,76 @@ def extract(
     calls: list[ModelCall] = []
     generate_seconds = 0.0
     pending: deque[_Job] = deque()
-    tiles = _tiles(pages, settings, model)
-    while True:
-        _refill(pending, tiles, schema, settings.model.batch_size)
-        if not pending:
-            break
-        batch = [pending.popleft() for _ in range(min(settings.model.batch_size, len(pending)))]
-        requests = [
-            VisionRequest(
-                images=(job.tile.image,),
-                prompt=job.prompt,
-                json_schema=grammar,
-                max_new_tokens=settings.model.max_new_tokens,
+    tiles = _TileFeed(pages, settings, model)
+    seen = tiles.seen  # pages read so far (a stream may not have rendered the rest yet)
+    timed_out = False
+    size = settings.model.batch_size
+    generating = ThreadPoolExecutor(1, thread_name_prefix="docextract-extract")
+    try:
+        while True:
+            if deadline is not None and time.perf_counter() >= deadline:
+                # before reading more pages: a stream must not be waited on past the deadline
+                timed_out = True
+                _time_out(pending, seen, partials, problems, timeout_s)
+                break
+            _refill(pending, tiles, schema, size, wait=True)
+            if not pending:
+                break
+            batch = [pending.popleft() for _ in range(min(settings.model.batch_size, len(pending)))]
+            requests = [
+                VisionRequest(
+                    images=(job.tile.image,),
+                    prompt=job.prompt,
+                    json_schema=grammar,
+                    max_new_tokens=settings.model.max_new_tokens,
+                )
+                for job in batch
+            ]
+            t0 = time.perf_counter()
+            left = None if deadline is None else deadline - t0
+            if left is not None and left <= 0:
+                timed_out = True
+                _time_out([*batch, *pending], seen, partials, problems, timeout_s)
+                break
+            running = generating.submit(
+                generate_splitting_on_failure, model, requests, timeout_s=left
             )
-            for job in batch
-        ]
-        t0 = time.perf_counter()
-        left = None if deadline is None else deadline - t0
-        if left is not None and left <= 0:
-            _time_out([*batch, *pending], pages, partials, problems, timeout_s)
-            break
-        outputs = generate_splitting_on_failure(model, requests, timeout_s=left)
-        generate_seconds += time.perf_counter() - t0
-        for job, output in zip(batch, outputs, strict=True):
-            page = job.tile.page
-            if isinstance(output, ModelError):
-                category = (
-                    ErrorCategory.TIMEOUT
-                    if isinstance(output, GenerationTimeout)
-                    else ErrorCategory.MODEL_ERROR
-                )
-                problems[page] = ErrorItem(category, str(output), page)
-                continue
-            record, problem = parse_answer(schema, output)
-            calls.append(_call(job, output, problem))
-            if record is not None:
-                # the box, not the tile: page images must not pile up over a long document;
-                # no box for the global view, which only fills what the tiles left empty
-                box = None if job.tile.is_global else job.tile.box
-                partials.setdefault(page, []).append((box, record))
-            elif job.attempt < settings.extraction.max_reasks:
-                prompt = reask_prompt(schema, problem or "", job.note)
-                pending.append(_Job(job.tile, job.attempt + 1, prompt, job.note))
-            else:
-                problems[page] = ErrorItem(
-                    ErrorCategory.INVALID_OUTPUT,
-                    f"no valid answer after {job.attempt + 1} attempts: {problem}",
-                    page,
-                )
+            _refill(pending, tiles, schema, size, wait=False)  # cut the next tiles meanwhile
+            outputs = running.result()
+            generate_seconds += time.perf_counter() - t0
+            for job, output in zip(batch, outputs, strict=True):
+                page = job.tile.page
+                if isinstance(output, ModelError):
+                    category = (
+                        ErrorCategory.TIMEOUT
+                        if isinstance(output, GenerationTimeout)
+                        else ErrorCategory.MODEL_ERROR
+                    )
+                    problems[page] = ErrorItem(category, str(output), page)
+                    continue
+                record, problem = parse_answer(schema, output)
+                calls.append(_call(job, output, problem))
+                if record is not None:
+                    # the box, not the tile: page images must not pile up over a long document;
+                    # no box for the global view, which only fills what the tiles left empty
+                    box = None if job.tile.is_global else job.tile.box
+                    partials.setdefault(page, []).append((box, record))
+                elif job.attempt < settings.extraction.max_reasks:
+                    prompt = reask_prompt(schema, problem or "", job.note)
+                    pending.append(_Job(job.tile, job.attempt + 1, prompt, job.note))
+                else:
+                    problems[page] = ErrorItem(
+                        ErrorCategory.INVALID_OUTPUT,
+                        f"no valid answer after {job.attempt + 1} attempts: {problem}",
+                        page,
+                    )
+    finally:
+        generating.shutdown(wait=False)  # idle by now, or abandoned at the deadline
+    if timed_out:
+        total = page_count if page_count is not None else len(pages)
+        unread = set(range(1, total + 1)) - set(seen) - {e.page for e in page_errors}
+        for page in unread:  # never reached before the time ran out
+            problems[page] = timeout_error(page, timeout_s)
     result = _assemble(schema, pages, partials, problems, page_errors, page_count, settings)
     result.calls = calls
     result.timings = {
@@ -180,31 +212,58 @@ def extract(
     return result
 
 
-def _tiles(
-    pages: Sequence[PageImage], settings: Settings, model: VisionModel
-) -> Iterator[tuple[Tile, str]]:
+class _TileFeed:
     """Tiles page by page, lazily (only the pages of the current batch are in memory), within
-    the document's token budget, each with the note that tells the model what part it is."""
-    budget = DocumentBudget(settings.tiling, model.geometry, len(pages))
-    for page in pages:
+    the document's token budget, each with the note that tells the model what part it is.
+    `seen` lists the pages read so far, in reading order."""
+
+    def __init__(self, pages: PageSource, settings: Settings, model: VisionModel) -> None:
+        self.seen: list[int] = []
+        self._pages = iter(pages)
+        # a PageStream says whether its next page is rendered; a list always has it
+        self._ready: Callable[[int], bool] | None = getattr(pages, "ready", None)
+        self._queued: deque[tuple[Tile, str]] = deque()
+        self._settings, self._geometry = settings, model.geometry
+        self._budget = DocumentBudget(settings.tiling, model.geometry, len(pages))
+
+    def next(self, wait: bool) -> tuple[Tile, str] | None:
+        """The next tile and its note; None at the end, or, unless `wait`, when the next page
+        is still rendering (so the tiles at hand go to the model instead of waiting)."""
+        while not self._queued:
+            if not wait and self._ready is not None and not self._ready(len(self.seen)):
+                return None
+            page = next(self._pages, None)
+            if page is None:
+                return None
+            self._read(page)
+        return self._queued.popleft()
+
+    def _read(self, page: PageImage) -> None:
+        self.seen.append(page.number)
         with Image.open(page.path) as image:
             rgb = image.convert("RGB")
-        allowed = budget.for_page(rgb.width, rgb.height)
-        tiles = tile_page(page.number, rgb, settings.tiling, model.geometry, allowed)
-        budget.spend(page.number, tiles, allowed)
+        allowed = self._budget.for_page(rgb.width, rgb.height)
+        tiles = tile_page(page.number, rgb, self._settings.tiling, self._geometry, allowed)
+        self._budget.spend(page.number, tiles, allowed)
         parts = sum(not t.is_global for t in tiles)
         for part, tile in enumerate(tiles, start=1):
-            yield tile, tile_note(part, parts, page.number, is_global=tile.is_global)
+            note = tile_note(part, parts, page.number, is_global=tile.is_global)
+            self._queued.append((tile, note))
 
 
 def _refill(
     pending: deque[_Job],
-    tiles: Iterator[tuple[Tile, str]],
+    tiles: _TileFeed,
     schema: type[ExtractionSchema],
     size: int,
+    *,
+    wait: bool,
 ) -> None:
+    """Top `pending` up to `size` jobs. Waits for a page still rendering only if `wait` and
+    `pending` is empty."""
     while len(pending) < size:
-        tile, note = next(tiles, (None, ""))
+        item = tiles.next(wait=wait and not pending)
+        tile, note = item or (None, "")
         if tile is None:
             return
         pending.append(_Job(tile, 0, extraction_prompt(schema, note), note))
@@ -212,23 +271,26 @@ def _refill(
 
 def _time_out(
     jobs: Sequence[_Job],
-    pages: Sequence[PageImage],
+    seen: Sequence[int],
     partials: dict[int, list[tuple[Box | None, ExtractionSchema]]],
     problems: dict[int, ErrorItem],
     timeout_s: float | None,
 ) -> None:
-    """Fail every page still waiting (queued, or not reached yet) with `timeout`."""
-    not_reached = {p.number for p in pages if p.number not in partials and p.number not in problems}
-    for page in {job.tile.page for job in jobs} | not_reached:
-        problems.setdefault(
-            page,
-            ErrorItem(
-                ErrorCategory.TIMEOUT,
-                f"not extracted within the document time limit of {timeout_s:.0f} s "
-                "(DOCEXTRACT_EXTRACTION__TIMEOUT_S)",
-                page,
-            ),
-        )
+    """Fail every page read but still waiting (queued, or tiles not sent) with `timeout`.
+    Pages not read at all are accounted for at assembly (`add_page_errors`)."""
+    not_done = {n for n in seen if n not in partials and n not in problems}
+    for page in {job.tile.page for job in jobs} | not_done:
+        problems.setdefault(page, timeout_error(page, timeout_s))
+
+
+def timeout_error(page: int, timeout_s: float | None) -> ErrorItem:
+    limit = f"{timeout_s:.0f} s" if timeout_s is not None else "its limit"
+    return ErrorItem(
+        ErrorCategory.TIMEOUT,
+        f"not extracted within the document time limit of {limit} "
+        "(DOCEXTRACT_EXTRACTION__TIMEOUT_S)",
+        page,
+    )
 
 
 def generate_splitting_on_failure(
@@ -299,7 +361,7 @@ def _call(job: _Job, output: VisionOutput, problem: str | None) -> ModelCall:
 
 def _assemble(
     schema: type[ExtractionSchema],
-    pages: Sequence[PageImage],
+    pages: PageSource,
     partials: dict[int, list[tuple[Box | None, ExtractionSchema]]],
     problems: dict[int, ErrorItem],
     page_errors: Sequence[ErrorItem],
@@ -312,8 +374,6 @@ def _assemble(
         schema.merge_tiles([record for _, record in partials[p]], [box for box, _ in partials[p]])
         for p in sorted(partials)
     ]
-    total = page_count if page_count is not None else len(pages)
-    failed = len({e.page for e in errors if e.page is not None})
     result = ExtractionResult(
         schema_name=schema.schema_name,
         schema_version=schema.schema_version,
@@ -321,17 +381,27 @@ def _assemble(
         status=Status.FAILED,
         record=None,
         errors=errors,
-        pages_total=total,
-        pages_failed=failed,
+        pages_total=page_count if page_count is not None else len(pages),
     )
-    if not page_records:
-        if not errors:
-            errors.append(ErrorItem(ErrorCategory.ZERO_PAGES, "the document has no pages to read"))
-        return result
-    record = schema.merge(page_records)
-    result.record = record.model_dump(mode="json")
-    result.review_reasons = record.review_reasons()
-    if failed and failed / max(total, 1) > settings.extraction.max_failed_page_share:
+    if page_records:
+        record = schema.merge(page_records)
+        result.record = record.model_dump(mode="json")
+        result.review_reasons = record.review_reasons()
+    decide_status(result, settings)
+    return result
+
+
+def decide_status(result: ExtractionResult, settings: Settings) -> None:
+    """The status from the record, its review reasons and the failed pages (error budget)."""
+    failed = len({e.page for e in result.errors if e.page is not None})
+    result.pages_failed = failed
+    if result.record is None:
+        if not result.errors:
+            result.errors.append(
+                ErrorItem(ErrorCategory.ZERO_PAGES, "the document has no pages to read")
+            )
+        result.status = Status.FAILED
+    elif failed and failed / max(result.pages_total, 1) > settings.extraction.max_failed_page_share:
         result.status = Status.FAILED
     elif failed:
         result.status = Status.PARTIAL
@@ -339,7 +409,27 @@ def _assemble(
         result.status = Status.NEEDS_REVIEW
     else:
         result.status = Status.SUCCEEDED
-    return result
+
+
+def add_page_errors(
+    result: ExtractionResult,
+    page_count: int,
+    render_errors: Sequence[ErrorItem],
+    settings: Settings,
+) -> None:
+    """Fold in what was only known once rendering ended (extraction read a `PageStream`): the
+    page count and the pages that failed to render. Decides the status again."""
+    result.pages_total = page_count
+    failed_to_render = {e.page for e in render_errors}
+    # A page that never rendered was not read for that reason, not for lack of time.
+    result.errors = [
+        e
+        for e in result.errors
+        if not (e.category is ErrorCategory.TIMEOUT and e.page in failed_to_render)
+    ]
+    result.errors.extend(render_errors)
+    result.errors.sort(key=lambda e: e.page or 0)
+    decide_status(result, settings)
 
 
 def record_json(result: ExtractionResult) -> str:

@@ -24,6 +24,7 @@ import os
 import re
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,8 +94,12 @@ def rasterize(
     settings: RasterSettings,
     cache_dir: Path,
     password: str | None = None,
+    on_page: Callable[[PageImage, int], None] | None = None,
 ) -> RasterResult:
     """Render every page of `file` to PNG in the page cache; cached pages are not rendered again.
+
+    `on_page(page, page_count)` (if given) is called with each page as soon as its PNG is in
+    the cache, cached pages first, so that extraction can start before the last page renders.
 
     PDF pages are rendered at `settings.dpi`, or at the lower DPI that keeps them under
     `max_page_pixels` (`PageImage.dpi` says which); /Rotate is applied. Images keep their pixels
@@ -119,8 +124,10 @@ def rasterize(
                 _write_json(doc_dir / _INFO_FILE, info)
         _check_page_count(file, info, settings)
         pages, errors, steps = _plan(file, info, settings, cache_dir)
+        for page in pages if on_page else ():
+            on_page(page, info["page_count"])  # type: ignore[misc]
         password = password if info["use_password"] else None
-        render = _DocumentRender(file, kind, settings, password, cache_dir, info, deadline)
+        render = _DocumentRender(file, kind, settings, password, cache_dir, info, deadline, on_page)
         render.run(steps, workers)
     pages += render.pages
     errors += render.errors
@@ -349,9 +356,11 @@ class _DocumentRender:
         cache_dir: Path,
         info: dict[str, Any],
         deadline: float,
+        on_page: Callable[[PageImage, int], None] | None = None,
     ) -> None:
         self.file, self.kind, self.settings, self.password = file, kind, settings, password
         self.cache_dir, self.info, self.deadline = cache_dir, info, deadline
+        self.on_page = on_page
         self.pages: list[PageImage] = []
         self.errors: list[ErrorItem] = []
         self._retries: list[_Step] = []
@@ -451,6 +460,8 @@ class _DocumentRender:
             number, self._path(number, step.dpi), *size, step.dpi, event["seconds"], page["rotate"]
         )
         self.pages.append(image)
+        if self.on_page is not None:
+            self.on_page(image, self.info["page_count"])
 
     def _fail(
         self, step: _Step, number: int, category: ErrorCategory, why: str, retry: bool

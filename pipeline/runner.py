@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.autoroute import SchemaPlan, plan_schemas, route_review_reason, unit_identity
 from pipeline.backends import VisionModel, backend_name_for, get_model
 from pipeline.errors import ConfigError, InputError, StoreError
-from pipeline.extraction import ExtractionResult, extract
+from pipeline.extraction import ExtractionResult, add_page_errors, extract
 from pipeline.ingest import IngestedFile, RejectedFile, ingest_file
+from pipeline.pagestream import PageStream
 from pipeline.passwords import load_passwords
 from pipeline.prompts import PROMPT_VERSION
 from pipeline.raster import RasterResult, rasterize
@@ -29,7 +30,7 @@ from pipeline.routing import AUTO
 from pipeline.settings import Settings
 from pipeline.store import repository as repo
 from pipeline.store.models import Document
-from pipeline.types import ErrorCategory, ErrorItem, Status
+from pipeline.types import ErrorCategory, ErrorItem, PageImage, Status
 from schemas import get_schema
 
 log = logging.getLogger(__name__)
@@ -257,13 +258,13 @@ def _extract_all(
 ) -> tuple[dict[str, ExtractionResult], int]:
     if registered.error is not None:
         raise InputError(registered.error.category, registered.error.message)
-    started, cpu_started = time.perf_counter(), time.thread_time()
-    raster = _rasterize(_ingested(factory, registered), settings)
-    raster_s = time.perf_counter() - started
-    with factory.begin() as session:
-        document = session.get(Document, registered.document_id)
-        assert document is not None
-        repo.record_pages(session, document, raster.page_count, raster.pages)
+    cpu_started = time.thread_time()
+    file = _ingested(factory, registered)
+    # Pages reach the model as they render, not after the last one (the model idles less).
+    stream = PageStream(
+        lambda on_page: _rasterize(file, settings, on_page),
+        on_done=lambda raster: _record_pages(factory, registered, raster, early=True),
+    )
     deadline = time.monotonic() + settings.extraction.timeout_s
     results: dict[str, ExtractionResult] = {}
     for name in claimed:
@@ -271,18 +272,38 @@ def _extract_all(
             continue
         _renew_claims(factory, claimed, worker)  # a long document must not look abandoned
         results[name] = extract(
-            raster.pages,
+            stream,
             get_schema(name),
             model,
             settings,
-            page_count=raster.page_count,
-            page_errors=raster.errors,
             timeout_s=max(0.0, deadline - time.monotonic()),
         )
+    raster = stream.result()
+    _record_pages(factory, registered, raster)
     cpu_s = time.thread_time() - cpu_started  # this worker thread (the model runs elsewhere)
     for result in results.values():
-        result.timings.update(raster_s=round(raster_s, 3), worker_cpu_s=round(cpu_s, 3))
+        add_page_errors(result, raster.page_count, raster.errors, settings)
+        result.timings.update(raster_s=round(stream.seconds, 3), worker_cpu_s=round(cpu_s, 3))
     return results, raster.page_count
+
+
+def _record_pages(
+    factory: sessionmaker[Session],
+    registered: Registered,
+    raster: RasterResult,
+    early: bool = False,
+) -> None:
+    """Store the page count and page sizes. `early`: as soon as rendering ends (while the model
+    still works), best effort; the write after extraction is the one that must succeed."""
+    try:
+        with factory.begin() as session:
+            document = session.get(Document, registered.document_id)
+            assert document is not None
+            repo.record_pages(session, document, raster.page_count, raster.pages)
+    except SQLAlchemyError as exc:
+        if not early:
+            raise
+        log.warning("could not record the pages of %s yet: %s", registered.path, exc)
 
 
 def _renew_claims(factory: sessionmaker[Session], claimed: dict[str, int], worker: str) -> None:
@@ -300,18 +321,24 @@ def _ingested(factory: sessionmaker[Session], registered: Registered) -> Ingeste
         )
 
 
-def _rasterize(file: IngestedFile, settings: Settings) -> RasterResult:
+def _rasterize(
+    file: IngestedFile,
+    settings: Settings,
+    on_page: Callable[[PageImage, int], None] | None = None,
+) -> RasterResult:
     """Render with no password, then with each password the user's file offers for it."""
     candidates = load_passwords(settings.passwords_file).candidates(file.path, file.sha256)
     try:
-        return rasterize(file, settings.raster, settings.page_cache_dir)
+        return rasterize(file, settings.raster, settings.page_cache_dir, on_page=on_page)
     except InputError as exc:
         if exc.category is not ErrorCategory.PASSWORD_REQUIRED or not candidates:
             raise
         refusal = exc
     for password in candidates:
         try:
-            return rasterize(file, settings.raster, settings.page_cache_dir, password=password)
+            return rasterize(
+                file, settings.raster, settings.page_cache_dir, password=password, on_page=on_page
+            )
         except InputError as exc:
             if exc.category is not ErrorCategory.PASSWORD_REQUIRED:
                 raise

@@ -244,8 +244,9 @@ class ExtractionSettings(BaseModel):
     timeout_s: float = Field(
         1800.0,
         gt=0,
-        description="Time limit for extracting one document (all schemas, after rendering); "
-        "pages not done by then fail with category 'timeout'.",
+        description="Time limit for extracting one document (all schemas; rendering overlaps "
+        "it, and has its own raster.document_timeout_s); pages not done by then fail with "
+        "category 'timeout'.",
     )
     max_failed_page_share: float = Field(
         0.5,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from conftest import is_red, make_page
@@ -11,7 +13,7 @@ from pipeline.backends.scripted import ScriptedModel
 from pipeline.errors import ModelError
 from pipeline.extraction import extract
 from pipeline.settings import Settings
-from pipeline.types import ErrorCategory, ErrorItem, Status, VisionRequest
+from pipeline.types import ErrorCategory, ErrorItem, PageImage, Status, VisionRequest
 from schemas.invoice import Invoice
 
 GOOD = {
@@ -169,3 +171,33 @@ def test_batches_respect_batch_size(tmp_path: Path, settings: Settings) -> None:
     model = ScriptedModel.from_replies([answer()] * 5)
     extract(pages, Invoice, model, settings)
     assert model.batches == [2, 2, 1]
+
+
+def test_the_next_pages_are_cut_while_the_model_generates(
+    tmp_path: Path, settings: Settings
+) -> None:
+    page_2_read = threading.Event()
+
+    class Pages:
+        def __init__(self) -> None:
+            self.pages = [make_page(tmp_path, n) for n in (1, 2)]
+
+        def __len__(self) -> int:
+            return 2
+
+        def __iter__(self) -> Iterator[PageImage]:
+            yield self.pages[0]
+            page_2_read.set()
+            yield self.pages[1]
+
+    overlapped = []
+
+    def reply(request: VisionRequest, number: int) -> str:
+        if number == 0:  # page 1 is generating: page 2 should be read and cut meanwhile
+            overlapped.append(page_2_read.wait(timeout=5))
+        return answer()
+
+    settings.model.batch_size = 1
+    result = extract(Pages(), Invoice, ScriptedModel(reply), settings)
+    assert overlapped == [True]
+    assert result.pages_failed == 0 and result.record is not None

@@ -23,7 +23,7 @@ from pipeline.errors import InputError
 from pipeline.ingest import IngestedFile, ingest_file
 from pipeline.raster import page_cache_path, rasterize
 from pipeline.settings import RasterSettings
-from pipeline.types import ErrorCategory
+from pipeline.types import ErrorCategory, PageImage
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "robustness"
 LETTER = (612, 792)
@@ -512,6 +512,24 @@ def test_fit_dpi_is_the_largest_dpi_that_fits(
     fitting = [d for d in range(1, dpi + 1) if pixels(d) <= max_pixels]
     expected = max(fitting) if fitting else None
     assert raster.fit_dpi(width_pt, height_pt, dpi, max_pixels) == expected
+
+
+def test_each_page_is_handed_on_as_it_lands_in_the_cache(tmp_path: Path, renderer: str) -> None:
+    pdf = make_pdf(tmp_path / "five.pdf", [LETTER] * 5)
+    file, cache = ingest(pdf), tmp_path / "cache"
+    settings = settings_for(renderer, dpi=40, chunk_pages=2)
+    handed: list[tuple[int, int, bool]] = []
+
+    def on_page(page: PageImage, page_count: int) -> None:
+        handed.append((page.number, page_count, page.path.exists()))
+
+    result = rasterize(file, settings, cache, on_page=on_page)
+    assert sorted(handed) == [(n, 5, True) for n in range(1, 6)]
+    assert sorted(p.number for p in result.pages) == [1, 2, 3, 4, 5]
+    result.pages[1].path.unlink()  # page 2 must render again, the others come from the cache
+    handed.clear()
+    rasterize(file, settings, cache, on_page=on_page)
+    assert [n for n, _, _ in handed] == [1, 3, 4, 5, 2]
 
 
 def test_pages_without_colour_are_stored_grey_and_read_back_unchanged(tmp_path: Path) -> None:

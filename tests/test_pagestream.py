@@ -1,0 +1,161 @@
+"""Pages reach extraction while the document is still rendering (`PageStream`)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import make_page
+
+from pipeline.backends.scripted import ScriptedModel
+from pipeline.errors import InputError
+from pipeline.extraction import add_page_errors, extract
+from pipeline.pagestream import PageStream
+from pipeline.raster import RasterResult
+from pipeline.settings import Settings
+from pipeline.types import ErrorCategory, ErrorItem, PageImage, Status, VisionRequest
+from schemas.invoice import Invoice
+
+OnPage = Callable[[PageImage, int], None]
+
+
+def test_the_first_page_is_read_before_the_last_one_renders(tmp_path: Path) -> None:
+    pages = [make_page(tmp_path, n) for n in (1, 2)]
+    first_read = threading.Event()
+
+    def render(on_page: OnPage) -> RasterResult:
+        on_page(pages[0], 2)
+        # Rendering waits for the consumer: without streaming this would time out.
+        assert first_read.wait(timeout=10), "page 1 was not handed out before rendering ended"
+        on_page(pages[1], 2)
+        return RasterResult(2, pages, [])
+
+    stream = PageStream(render)
+    assert len(stream) == 2
+    read = []
+    for page in stream:
+        read.append(page.number)
+        first_read.set()
+    assert read == [1, 2]
+    assert [p.number for p in stream] == [1, 2]  # a second schema reads the same pages again
+    assert stream.result().page_count == 2
+    assert stream.seconds > 0
+
+
+def test_the_error_that_ends_rendering_reaches_the_reader_after_its_pages(tmp_path: Path) -> None:
+    page = make_page(tmp_path, 1)
+
+    def render(on_page: OnPage) -> RasterResult:
+        on_page(page, 3)
+        raise InputError(ErrorCategory.RENDER_TIMEOUT, "rendering took too long")
+
+    stream = PageStream(render)
+    read = []
+    with pytest.raises(InputError, match="too long"):
+        for p in stream:
+            read.append(p.number)
+    assert read == [1]
+    with pytest.raises(InputError):
+        stream.result()
+
+
+def test_a_document_that_renders_nothing_has_length_zero_and_raises() -> None:
+    def render(on_page: OnPage) -> RasterResult:
+        raise InputError(ErrorCategory.ZERO_PAGES, "no pages")
+
+    stream = PageStream(render)
+    assert len(stream) == 0
+    with pytest.raises(InputError, match="no pages"):
+        list(stream)
+
+
+def test_on_done_gets_the_result_before_the_reader_finishes(tmp_path: Path) -> None:
+    pages = [make_page(tmp_path, n) for n in (1, 2)]
+    done = threading.Event()
+    stream = PageStream(
+        lambda on_page: [on_page(p, 2) for p in pages] and RasterResult(2, pages, []),
+        on_done=lambda result: done.set() if result.page_count == 2 else None,
+    )
+    assert done.wait(timeout=10)
+    assert stream.result().pages == pages
+
+
+def invoice(req: VisionRequest, number: int) -> str:
+    return json.dumps({"invoice_number": "INV-1", "total": "10.00"})
+
+
+def test_a_page_that_failed_to_render_is_a_render_error_not_a_timeout(
+    tmp_path: Path, settings: Settings
+) -> None:
+    pages = [make_page(tmp_path, n) for n in (1, 3)]
+    crash = ErrorItem(ErrorCategory.RENDER_CRASH, "page 2: the renderer crashed", 2)
+    stream = PageStream(
+        lambda on_page: [on_page(p, 3) for p in pages] and RasterResult(3, pages, [crash])
+    )
+    result = extract(stream, Invoice, ScriptedModel(invoice), settings, timeout_s=60)
+    add_page_errors(result, stream.result().page_count, stream.result().errors, settings)
+    assert result.pages_total == 3
+    assert [(e.page, e.category) for e in result.errors] == [(2, ErrorCategory.RENDER_CRASH)]
+    assert result.status is Status.PARTIAL
+
+
+def test_pages_still_rendering_at_the_deadline_fail_as_timeout(
+    tmp_path: Path, settings: Settings
+) -> None:
+    pages = [make_page(tmp_path, n) for n in (1, 2, 3)]
+    release = threading.Event()
+
+    def render(on_page: OnPage) -> RasterResult:
+        on_page(pages[0], 3)
+        on_page(pages[1], 3)
+        release.wait(timeout=10)  # page 3 renders only after extraction gave up
+        on_page(pages[2], 3)
+        return RasterResult(3, pages, [])
+
+    def slow(req: VisionRequest, number: int) -> str:
+        time.sleep(0.4)
+        return invoice(req, number)
+
+    settings.model.batch_size = 1
+    stream = PageStream(render)
+    extraction_ended = threading.Timer(3.0, release.set)  # a safety net: never hang the test
+    extraction_ended.start()
+    try:
+        result = extract(stream, Invoice, ScriptedModel(slow), settings, timeout_s=0.6)
+    finally:
+        release.set()
+        extraction_ended.cancel()
+    add_page_errors(result, stream.result().page_count, stream.result().errors, settings)
+    timed_out = sorted(e.page for e in result.errors if e.category is ErrorCategory.TIMEOUT)
+    assert 3 in timed_out and 1 not in timed_out
+    assert result.pages_total == 3
+
+
+def test_tiles_at_hand_go_to_the_model_while_the_next_page_renders(
+    tmp_path: Path, settings: Settings
+) -> None:
+    pages = [make_page(tmp_path, n) for n in (1, 2)]
+    page_1_sent = threading.Event()
+
+    def render(on_page: OnPage) -> RasterResult:
+        on_page(pages[0], 2)
+        # page 2 "renders" only once page 1 reached the model, though the batch has room for 8
+        page_1_sent.wait(timeout=10)
+        on_page(pages[1], 2)
+        return RasterResult(2, pages, [])
+
+    def reply(req: VisionRequest, number: int) -> str:
+        page_1_sent.set()
+        return invoice(req, number)
+
+    settings.model.batch_size = 8
+    model = ScriptedModel(reply)
+    started = time.monotonic()
+    result = extract(PageStream(render), Invoice, model, settings, timeout_s=60)
+    assert time.monotonic() - started < 5, "page 1 waited for page 2 to fill the batch"
+    assert model.batches[0] == 1 and sum(model.batches) == 2
+    assert result.record is not None and result.pages_failed == 0
