@@ -48,6 +48,8 @@ class BatchStats:
     largest: int = 0
     busy_s: float = 0.0  # wall time inside the wrapped model's generate
     prepare_s: float = 0.0  # wall time in the processor, overlapped with generation
+    first_start: float | None = None  # perf_counter() when the first batch began
+    last_end: float | None = None  # perf_counter() when the latest batch ended
 
 
 class BatchingModel:
@@ -192,6 +194,8 @@ class BatchingModel:
         while True:
             batch, prepared = self._ready.get()
             started = time.perf_counter()
+            if self.stats.first_start is None:
+                self.stats.first_start = started
             try:
                 outputs = self._run(batch, prepared)
             except ModelError as exc:
@@ -202,7 +206,8 @@ class BatchingModel:
                     item.future.set_exception(exc)
                 continue
             finally:
-                self.stats.busy_s += time.perf_counter() - started
+                self.stats.last_end = time.perf_counter()
+                self.stats.busy_s += self.stats.last_end - started
             self._succeeded(batch, outputs)
 
     def _run(self, batch: list[_Pending], prepared: Any) -> list[VisionOutput]:
