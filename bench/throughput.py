@@ -9,6 +9,9 @@ Re-asks are off so both sides do one generation per page of at most --max-new-to
 
     python bench/throughput.py                                 # CPU, tiny-random
     python bench/throughput.py --model random-7b --pages 64    # GPU: the real 7B architecture
+    python bench/throughput.py --backend openai [--base-url URL --model NAME --in-flight 1,8,32]
+        # the OpenAI-compatible mode (vLLM, `transformers serve`): pages/s by requests in
+        # flight, to size concurrency; its options are bench/throughput_openai.py's
 
 Rasterization is not included (pages are drawn in memory as 200 DPI A4 images): the GPU
 machine has no poppler, and bench/raster.py measures rendering. bench/overhead.py measures
@@ -192,7 +195,16 @@ def load_model(name: str, cache: Path, settings: ModelSettings) -> TransformersV
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    mode = argparse.ArgumentParser(add_help=False)
+    mode.add_argument("--backend", choices=["transformers", "openai"], default="transformers")
+    chosen, rest = mode.parse_known_args()
+    if chosen.backend == "openai":
+        import throughput_openai
+
+        sys.argv = [f"{sys.argv[0]} --backend openai", *rest]
+        throughput_openai.main()
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], parents=[mode])
     parser.add_argument(
         "--model", default="tiny-random", choices=["tiny-random", "random-mini", "random-7b"]
     )
