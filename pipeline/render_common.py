@@ -12,9 +12,10 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 Emit = Callable[..., None]
+T = TypeVar("T")
 CORRUPT, TOO_LARGE, PASSWORD = "corrupt", "too_large", "password_required"
 ZERO_PAGES, UNSUPPORTED, CONFIG = "zero_pages", "unsupported_type", "config_error"
 # zlib level 6: text pages come out 3x smaller than at level 1 for ~20 ms more per page.
@@ -75,6 +76,25 @@ def each_page(
             width, height = im.size
         took = seconds if seconds is not None else time.monotonic() - started
         emit("page", page=number, width=width, height=height, seconds=round(took, 4))
+
+
+def open_pdf(open_: Callable[[str | None], T], password: str | None) -> tuple[T, bool]:
+    """`open_(password)`, and whether the password was needed. A password given for a file with
+    an owner password only makes both renderers refuse it; such a file opens for anyone, so it
+    is tried once without."""
+    try:
+        return open_(password), password is not None
+    except DocumentError as exc:
+        if exc.category != PASSWORD or password is None:
+            raise
+        try:
+            return open_(None), False
+        except DocumentError:
+            raise DocumentError(
+                PASSWORD,
+                "the PDF is encrypted and the password given does not open it; check the "
+                "password for this file",
+            ) from exc
 
 
 def emit_page_error(emit: Emit, number: int, exc: PageError) -> None:

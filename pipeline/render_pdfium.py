@@ -25,6 +25,7 @@ from pipeline.render_common import (
     PageError,
     emit_page_error,
     oom,
+    open_pdf,
     pixels_at,
     save_png,
 )
@@ -77,22 +78,8 @@ def describe(path: str, password: str | None, max_pages: int) -> dict[str, Any]:
 
 
 def _open(path: str, password: str | None) -> tuple[Any, bool]:
-    """The document and whether the password was needed. A password given for a file with an
-    owner password only makes pdfium refuse it (as poppler does); such a file opens for anyone,
-    so it is tried once without."""
-    try:
-        return _load(path, password), password is not None
-    except DocumentError as exc:
-        if exc.category != PASSWORD or password is None:
-            raise
-        try:
-            return _load(path, None), False
-        except DocumentError:
-            raise DocumentError(
-                PASSWORD,
-                "the PDF is encrypted and the password given does not open it; check the "
-                "password for this file",
-            ) from exc
+    """The document and whether the password was needed (see `open_pdf`)."""
+    return open_pdf(lambda given: _load(path, given), password)
 
 
 def _load(path: str, password: str | None) -> Any:

@@ -24,6 +24,7 @@ from pipeline.render_common import (
     Emit,
     PageError,
     each_page,
+    open_pdf,
     save_png,
 )
 
@@ -34,21 +35,8 @@ def describe(path: str, password: str | None, max_pages: int) -> dict[str, Any]:
 
     Raises DocumentError: password_required, zero_pages, corrupt, config_error (no poppler).
     """
-    try:
-        return {**_pdfinfo(path, password, max_pages), "use_password": password is not None}
-    except DocumentError as exc:
-        if exc.category != PASSWORD or password is None:
-            raise
-        # A password given for an owner-password-only file makes poppler refuse it; such a file
-        # opens for anyone, so try once without.
-        try:
-            return {**_pdfinfo(path, None, max_pages), "use_password": False}
-        except DocumentError:
-            raise DocumentError(
-                PASSWORD,
-                "the PDF is encrypted and the password given does not open it; check the "
-                "password for this file",
-            ) from exc
+    info, used = open_pdf(lambda given: _pdfinfo(path, given, max_pages), password)
+    return {**info, "use_password": used}
 
 
 def _pdfinfo(path: str, password: str | None, max_pages: int) -> dict[str, Any]:
