@@ -148,7 +148,7 @@ def extract(
             _refill(pending, tiles, schema, size, wait=True)
             if not pending:
                 break
-            batch = [pending.popleft() for _ in range(min(settings.model.batch_size, len(pending)))]
+            batch = [pending.popleft() for _ in range(min(size, len(pending)))]
             requests = [
                 VisionRequest(
                     images=(job.tile.image,),
