@@ -94,16 +94,20 @@ def _without_border_runs(ink: np.ndarray) -> np.ndarray:
     """`ink` minus the runs that touch the image edge along rows and columns: the dark wedges
     of a tilted photo or scan, and scanner shadows, are background, not content."""
     ink = ink.copy()
-    for axis in (1, 0):
-        length = ink.shape[axis]
-        index = np.arange(length)
-        lead = np.where(ink.all(axis=axis), length, np.argmin(ink, axis=axis))
-        trail = np.where(ink.all(axis=axis), length, np.argmin(np.flip(ink, axis=axis), axis=axis))
-        if axis == 1:
-            ink &= (index[None, :] >= lead[:, None]) & (index[None, :] < length - trail[:, None])
-        else:
-            ink &= (index[:, None] >= lead[None, :]) & (index[:, None] < length - trail[None, :])
+    for view in (ink, ink.T):  # rows, then columns (views: the writes reach `ink`)
+        _clear_leading_runs(view)
+        _clear_leading_runs(view[:, ::-1])  # trailing runs
     return ink
+
+
+def _clear_leading_runs(view: np.ndarray) -> None:
+    """Clear, in each row of `view` that starts with ink, the run of ink it starts with (the
+    whole row if it is all ink). Only those rows are touched: on a clean page, almost none."""
+    rows = np.flatnonzero(view[:, 0])
+    if rows.size:
+        sub = view[rows]
+        lead = np.where(sub.all(axis=1), sub.shape[1], np.argmin(sub, axis=1))
+        view[rows] = sub & (np.arange(sub.shape[1])[None, :] >= lead[:, None])
 
 
 def runs(on: np.ndarray) -> list[tuple[int, int]]:

@@ -251,3 +251,16 @@ def test_boxes_are_in_page_pixels_inside_the_page(sparse: Image.Image) -> None:
             left, top, right, bottom = tile.box
             assert 0 <= left < right <= A4[0] and 0 <= top < bottom <= A4[1]
             assert tile.page == 3
+
+
+def test_runs_of_ink_from_the_page_edges_are_background_not_content() -> None:
+    page = text_page(12, 28)
+    clean = measure_text(page)
+    scanned = page.copy()
+    draw = ImageDraw.Draw(scanned)
+    draw.rectangle((0, 0, 24, page.height), fill="black")  # a scanner shadow down the left edge
+    draw.polygon([(page.width, 0), (page.width - 120, 0), (page.width, 300)], fill="black")  # wedge
+    draw.rectangle((0, page.height - 10, page.width, page.height), fill="black")  # bottom edge
+    measured = measure_text(scanned)
+    assert measured.x_height == clean.x_height
+    assert measured.bands == clean.bands  # the dark edges add no content band and widen none
