@@ -14,7 +14,7 @@ from conftest import make_page
 from pipeline.backends.scripted import ScriptedModel
 from pipeline.errors import InputError
 from pipeline.extraction import add_page_errors, extract
-from pipeline.pagestream import PageStream
+from pipeline.pagestream import PageStream, Render
 from pipeline.raster import RasterResult
 from pipeline.settings import Settings
 from pipeline.types import ErrorCategory, ErrorItem, PageImage, Status, VisionRequest
@@ -73,15 +73,28 @@ def test_a_document_that_renders_nothing_has_length_zero_and_raises() -> None:
         list(stream)
 
 
-def test_on_done_gets_the_result_before_the_reader_finishes(tmp_path: Path) -> None:
+def rendering(pages: list[PageImage], page_count: int, errors: list[ErrorItem]) -> Render:
+    """A render that hands on `pages` one by one, then returns them with `errors`."""
+
+    def render(on_page: OnPage) -> RasterResult:
+        for page in pages:
+            on_page(page, page_count)
+        return RasterResult(page_count, pages, errors)
+
+    return render
+
+
+def test_on_done_gets_the_finished_rendering_without_a_reader(tmp_path: Path) -> None:
+    """The runner records the page count there, while extraction still reads."""
     pages = [make_page(tmp_path, n) for n in (1, 2)]
+    finished: list[RasterResult] = []
     done = threading.Event()
     stream = PageStream(
-        lambda on_page: [on_page(p, 2) for p in pages] and RasterResult(2, pages, []),
-        on_done=lambda result: done.set() if result.page_count == 2 else None,
+        rendering(pages, 2, []), on_done=lambda result: (finished.append(result), done.set())
     )
     assert done.wait(timeout=10)
-    assert stream.result().pages == pages
+    assert finished[0].page_count == 2 and finished[0].pages == pages
+    assert stream.result() is finished[0]
 
 
 def invoice(req: VisionRequest, number: int) -> str:
@@ -93,9 +106,7 @@ def test_a_page_that_failed_to_render_is_a_render_error_not_a_timeout(
 ) -> None:
     pages = [make_page(tmp_path, n) for n in (1, 3)]
     crash = ErrorItem(ErrorCategory.RENDER_CRASH, "page 2: the renderer crashed", 2)
-    stream = PageStream(
-        lambda on_page: [on_page(p, 3) for p in pages] and RasterResult(3, pages, [crash])
-    )
+    stream = PageStream(rendering(pages, 3, [crash]))
     result = extract(stream, Invoice, ScriptedModel(invoice), settings, timeout_s=60)
     add_page_errors(result, stream.result().page_count, stream.result().errors, settings)
     assert result.pages_total == 3
