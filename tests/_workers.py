@@ -32,11 +32,15 @@ class Workers:
 
 @contextmanager
 def running_workers(
-    names: list[str], env: dict[str, str], folder: Path, prefix: str = "test-pool"
+    names: list[str],
+    env: dict[str, str],
+    folder: Path,
+    prefix: str = "test-pool",
+    limit: int = 2,
 ) -> Iterator[Workers]:
     """A fresh process work pool with a `prefect worker start` subprocess per name (each runs up
-    to 2 flow runs at once) with `env`, registered with the server before this yields; killed
-    with their flow runs afterwards, whatever happens."""
+    to `limit` flow runs at once) with `env`, registered with the server before this yields;
+    killed with their flow runs afterwards, whatever happens."""
     from flows.pool import ensure_pool
 
     pool = f"{prefix}-{uuid.uuid4().hex[:8]}"
@@ -55,7 +59,7 @@ def running_workers(
             with log.open("wb") as out:
                 processes.append(
                     subprocess.Popen(
-                        [*command, "--name", name, "--limit", "2"],
+                        [*command, "--name", name, "--limit", str(limit)],
                         stdout=out,
                         stderr=subprocess.STDOUT,
                         env=env,

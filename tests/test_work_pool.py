@@ -136,9 +136,13 @@ def pool_env(postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 @pytest.fixture
 def workers(prefect_api_url: str, pool_env: dict[str, str], tmp_path: Path) -> Iterator[Workers]:
-    """Two workers on a fresh pool, with this machine's database and settings."""
+    """Two workers on a fresh pool, with this machine's database and settings, each running one
+    flow run at a time. Prefect workers do not share out the runs: each one polls and submits what
+    its limit allows, so at a higher limit the first to poll can take every chunk (it did in CI,
+    4 of 4). At one run each, a worker busy with a chunk cannot take the next one; the other must,
+    which is what the test checks (both serve the pool), without a race on who polls first."""
     env = {**os.environ, **pool_env, "PREFECT_API_URL": prefect_api_url}
-    with running_workers(["worker-1", "worker-2"], env, tmp_path) as started:
+    with running_workers(["worker-1", "worker-2"], env, tmp_path, limit=1) as started:
         yield started
 
 
