@@ -114,11 +114,13 @@ def main() -> None:
         TIMES.clear()
         stats = get_model(settings).stats  # type: ignore[attr-defined]
         busy_before, prepare_before = stats.busy_s, stats.prepare_s
+        batches_before, requests_before = stats.batches, stats.requests
         stats.first_start = None
         started = time.perf_counter()
         outcomes = run_extraction([str(inbox)], overrides, settings)
         wall = time.perf_counter() - started
         busy, prepare = stats.busy_s - busy_before, stats.prepare_s - prepare_before
+        batches, requests = stats.batches - batches_before, stats.requests - requests_before
         assert stats.first_start is not None and stats.last_end is not None
         lead, tail = stats.first_start - started, started + wall - stats.last_end
     pages = args.documents * args.pages_per_document
@@ -140,6 +142,7 @@ def main() -> None:
     print(f"{'before its first batch (start, 1st page)':40s} {lead:9.2f}")
     print(f"{'between batches':40s} {gaps:9.2f}")
     print(f"{'after its last batch (store, flow end)':40s} {tail:9.2f}")
+    print(f"\n{batches} batches of {requests / max(batches, 1):.1f} requests on average")
     print(
         f"\npages/s {pages / wall:.2f}; model busy {100 * busy / wall:.1f}% of the wall time; "
         f"work outside the model (model idle) {100 * (1 - busy / wall):.1f}% (tiny-random on CPU)"

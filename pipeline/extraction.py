@@ -241,9 +241,12 @@ class _TileFeed:
     def _read(self, page: PageImage) -> None:
         self.seen.append(page.number)
         with Image.open(page.path) as image:
-            rgb = image.convert("RGB")
-        allowed = self._budget.for_page(rgb.width, rgb.height)
-        tiles = tile_page(page.number, rgb, self._settings.tiling, self._geometry, allowed)
+            # a page cached as greyscale stays so: measured and cut at a third of the cost of
+            # RGB, its tiles converted at their own (small) size, pixel for pixel the same
+            image.load()
+            page_image = image if image.mode == "L" else image.convert("RGB")
+        allowed = self._budget.for_page(page_image.width, page_image.height)
+        tiles = tile_page(page.number, page_image, self._settings.tiling, self._geometry, allowed)
         self._budget.spend(page.number, tiles, allowed)
         parts = sum(not t.is_global for t in tiles)
         for part, tile in enumerate(tiles, start=1):

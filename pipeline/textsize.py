@@ -19,6 +19,7 @@ Method (no OpenCV, no connected components; projection profiles only):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,7 +64,8 @@ class TextMeasure:
 
 def measure_text(image: Image.Image) -> TextMeasure:
     """Measure the text of a page image (any mode; converted to greyscale)."""
-    ink = _without_border_runs(ink_mask(np.asarray(image.convert("L"))))
+    gray = image if image.mode == "L" else image.convert("L")
+    ink = _without_border_runs(ink_mask(np.asarray(gray)))
     x_heights, heights, weights = _line_samples(ink)
     if len(x_heights) == 0:
         return TextMeasure(None, None, _content_bands(ink, gap=4, min_ink=16))
@@ -133,11 +135,23 @@ def _line_samples(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             size = bottom - top
             if size < 4 or size > height / 10 or band.sum() > _SOLID_SHARE * size * strip_width:
                 continue
-            peak = float(np.percentile(band, 90))
+            peak = percentile_90(band)
             x_heights.append(int((band >= _CORE_SHARE * peak).sum()))
             heights.append(size)
             weights.append(int(band.sum()))
     return np.array(x_heights), np.array(heights), np.array(weights)
+
+
+def percentile_90(values: np.ndarray) -> float:
+    """`np.percentile(values, 90)` (linear interpolation), bit for bit, at a fraction of its
+    cost on the short vectors of a text line (~1 us instead of ~50 us; a page has hundreds)."""
+    ordered = np.sort(values)
+    index = (len(ordered) - 1) * 0.9
+    below = math.floor(index)
+    low, high = float(ordered[below]), float(ordered[min(below + 1, len(ordered) - 1)])
+    share, step = index - below, high - low
+    # numpy's lerp: from the nearer end, so the result is exact at both ends
+    return high - step * (1 - share) if share >= 0.5 else low + step * share
 
 
 def _weighted_quantile(values: np.ndarray, weights: np.ndarray, share: float) -> float:

@@ -126,6 +126,8 @@ def whole_page_tiles(
     size = whole_page_size(image.width, image.height, settings)
     if size != image.size:
         image = image.resize(size, Image.Resampling.LANCZOS)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
     tokens = anyres_image_tokens(image.width, image.height, geometry)
     return [Tile(page=page_number, box=box, image=image, image_tokens=tokens, is_global=is_global)]
 
@@ -148,7 +150,8 @@ def tile_page(
     geometry: ImageGeometry,
     budget: int | None = None,
 ) -> list[Tile]:
-    """Cut page `page_number` (1-based) into the tiles the model is prompted with.
+    """Cut page `page_number` (1-based) into the tiles the model is prompted with. `image` is RGB
+    or greyscale ("L"); the tiles are RGB either way.
 
     `budget` (image tokens, default `page_budget`) bounds the sum of the tiles' tokens, global
     view included; the floor is the whole page as one tile, which no budget goes below.
@@ -257,10 +260,10 @@ def render_tile(
     if visible == (left, top, right, bottom):
         region = page.crop(visible)
     else:
-        region = Image.new("RGB", (right - left, bottom - top), "white")
+        region = Image.new(page.mode, (right - left, bottom - top), "white")
         region.paste(page.crop(visible), (visible[0] - left, visible[1] - top))
     pin_h, pin_w = plan.pinpoint
-    image = region.resize((pin_w, pin_h), Image.Resampling.LANCZOS)
+    image = region.resize((pin_w, pin_h), Image.Resampling.LANCZOS).convert("RGB")
     return Tile(
         page=page_number,
         box=visible,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
+
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
@@ -12,7 +14,7 @@ from pipeline.autotile import REFERENCE_TILE_PX
 from pipeline.backends import ImageGeometry
 from pipeline.backends.tiny import TINY_GEOMETRY
 from pipeline.settings import TilingSettings
-from pipeline.textsize import measure_text
+from pipeline.textsize import measure_text, percentile_90
 from pipeline.tiling import (
     anyres_image_tokens,
     page_budget,
@@ -264,3 +266,35 @@ def test_runs_of_ink_from_the_page_edges_are_background_not_content() -> None:
     measured = measure_text(scanned)
     assert measured.x_height == clean.x_height
     assert measured.bands == clean.bands  # the dark edges add no content band and widen none
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        TilingSettings(),
+        TilingSettings(strategy="grid"),
+        TilingSettings(strategy="anyres"),
+        TilingSettings(global_view=True),
+    ],
+    ids=["auto", "grid", "anyres", "global-view"],
+)
+def test_a_greyscale_page_gives_the_same_rgb_tiles_as_its_rgb_copy(
+    dense: Image.Image, settings: TilingSettings
+) -> None:
+    """Pages without colour are cached as greyscale and cut as such (cheaper); the model must
+    see exactly what it would have seen from the RGB page, white margins past the edge too."""
+    grey = dense.convert("L")
+    from_rgb = tile_page(1, grey.convert("RGB"), settings, REAL)
+    from_grey = tile_page(1, grey, settings, REAL)
+    assert [t.box for t in from_grey] == [t.box for t in from_rgb]
+    assert [t.image_tokens for t in from_grey] == [t.image_tokens for t in from_rgb]
+    for ours, theirs in zip(from_grey, from_rgb, strict=True):
+        assert ours.image.mode == "RGB" and ours.image.tobytes() == theirs.image.tobytes()
+
+
+def test_percentile_90_is_numpys_bit_for_bit() -> None:
+    rng = np.random.default_rng(7)
+    for length in [1, 2, 3, 9, 10, 11, 19, 20, 21, 57, 300]:
+        for _ in range(40):
+            values = rng.integers(0, rng.choice([3, 40, 2000]), size=length)
+            assert percentile_90(values) == float(np.percentile(values, 90)), values
