@@ -257,8 +257,8 @@ def _plan(
         last = steps[-1] if steps else None
         # The first page to render goes alone: poppler hands over a chunk when all of it is
         # done, and the model should not wait for four pages to start on the first.
-        size = 1 if len(steps) == 1 else settings.chunk_pages
-        if last and last.dpi == dpi and last.pages[-1] == number - 1 and len(last.pages) < size:
+        chunk = 1 if len(steps) == 1 else settings.chunk_pages
+        if last and last.dpi == dpi and last.pages[-1] == number - 1 and len(last.pages) < chunk:
             steps[-1] = _Step(last.renderer, dpi, (*last.pages, number))
         else:
             steps.append(_Step(info["renderer"], dpi, (number,)))
