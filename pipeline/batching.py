@@ -7,12 +7,17 @@ and an image-token budget, the batch size halved on out-of-memory and grown back
 successes. When the wrapped backend can prepare a batch apart from running it (`prepare` /
 `generate_prepared`, as the transformers backend does), the next batch is preprocessed on the CPU
 while the current one runs, so the accelerator does not wait for the image processor.
+
+When to close a batch: with the model idle, when it is full or its oldest request has waited
+`max_wait_s`; with the model busy, it stays open to fill until just before the running batch is
+expected to end (its recent batches' duration, less the time preparing one takes), so requests
+that arrive meanwhile ride along instead of waiting for the batch after. One batch at most is
+formed ahead of the running one.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Sequence
@@ -79,7 +84,10 @@ class BatchingModel:
         self._successes = 0
         self._pending: list[_Pending] = []
         self._cond = threading.Condition()
-        self._ready: queue.Queue[tuple[list[_Pending], Any]] = queue.Queue(maxsize=1)
+        self._ready: tuple[list[_Pending], Any] | None = None  # formed, prepared, not yet run
+        self._running_since: float | None = None  # time.monotonic() the running batch began
+        self._batch_s: float | None = None  # how long batches take (moving average)
+        self._prepare_s: float | None = None  # how long preparing one takes (moving average)
         self._threads: list[threading.Thread] = []
 
     @property
@@ -138,19 +146,28 @@ class BatchingModel:
         while True:
             batch = self._next_batch()
             prepared = self._prepare([p.request for p in batch])
-            self._ready.put((batch, prepared))  # blocks while a prepared batch is waiting
+            with self._cond:
+                self._ready = (batch, prepared)
+                self._cond.notify_all()
 
     def _next_batch(self) -> list[_Pending]:
         with self._cond:
-            while not self._pending:
+            while not self._pending or self._ready is not None:
                 self._cond.wait()
-            oldest = min(p.enqueued for p in self._pending)
             while len(self._pending) < self._limit:
-                left = oldest + self.max_wait_s - time.monotonic()
+                left = self._close_at() - time.monotonic()
                 if left <= 0:
                     break
                 self._cond.wait(left)
             return self._take_group()
+
+    def _close_at(self) -> float:
+        """When the batch being formed must close (monotonic seconds), full or not."""
+        oldest = min(p.enqueued for p in self._pending) + self.max_wait_s
+        if self._running_since is None or self._batch_s is None:
+            return oldest  # the model is idle (or nothing is known yet): do not keep it waiting
+        # ready (prepared) when the running batch is expected to end, with a margin for error
+        return max(oldest, self._running_since + self._batch_s - 2 * (self._prepare_s or 0.0))
 
     def _take_group(self) -> list[_Pending]:
         """The oldest request and the ones closest to it in size, within the limits."""
@@ -186,13 +203,20 @@ class BatchingModel:
         except Exception as exc:
             return exc
         finally:
-            self.stats.prepare_s += time.perf_counter() - started
+            seconds = time.perf_counter() - started
+            self.stats.prepare_s += seconds
+            self._prepare_s = _moving_average(self._prepare_s, seconds)
 
     # -- running batches (the model's thread) ----------------------------------------------
 
     def _run_batches(self) -> None:
         while True:
-            batch, prepared = self._ready.get()
+            with self._cond:
+                while self._ready is None:
+                    self._cond.wait()
+                (batch, prepared), self._ready = self._ready, None
+                self._running_since = time.monotonic()
+                self._cond.notify_all()  # the former may form the next batch
             started = time.perf_counter()
             if self.stats.first_start is None:
                 self.stats.first_start = started
@@ -208,6 +232,11 @@ class BatchingModel:
             finally:
                 self.stats.last_end = time.perf_counter()
                 self.stats.busy_s += self.stats.last_end - started
+                with self._cond:
+                    seconds = time.monotonic() - self._running_since
+                    self._batch_s = _moving_average(self._batch_s, seconds)
+                    self._running_since = None
+                    self._cond.notify_all()  # idle now: a batch being formed closes
             self._succeeded(batch, outputs)
 
     def _run(self, batch: list[_Pending], prepared: Any) -> list[VisionOutput]:
@@ -247,3 +276,7 @@ class BatchingModel:
             self._successes = 0
             self._pending.extend(batch)
             self._cond.notify_all()
+
+
+def _moving_average(average: float | None, value: float, weight: float = 0.3) -> float:
+    return value if average is None else (1 - weight) * average + weight * value

@@ -10,7 +10,7 @@ import json
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -105,6 +105,14 @@ class _Job:
     attempt: int
     prompt: str
     note: str = ""  # which part of the page the tile is (prompts.tile_note)
+    order: int = 0  # the tile's place in the document: results are merged in this order
+
+
+# Generate calls one document keeps going at once. Tiles go to the model as they are cut, a call
+# per page or so, without waiting for the answers before; the batching layer merges the calls of
+# every document into its batches.
+CALLS_IN_FLIGHT = 4
+POLL_S = 0.02  # how often a document looks for a newly rendered page while its calls run
 
 
 def extract(
@@ -121,81 +129,62 @@ def extract(
 
     `page_count` is the document's page count (pages that failed to render are in
     `page_errors`). `pages` may still be rendering (a `PageStream`): each page is read when it
-    arrives. Tiles of all pages are batched together; bad answers are re-asked with the problem,
-    at most `settings.extraction.max_reasks` times per tile. Pages not done within `timeout_s`
-    seconds fail with category `timeout`.
+    arrives and its tiles go to the model at once, up to two batches' worth of tiles of this
+    document in flight (`model.batch_size`); bad answers are re-asked with the problem, at most
+    `settings.extraction.max_reasks` times per tile. Pages not done within `timeout_s` seconds
+    fail with category `timeout`.
     """
     started = time.perf_counter()
     deadline = None if timeout_s is None else started + timeout_s
     grammar = schema.grammar_schema()
-    partials: dict[int, list[tuple[Box | None, ExtractionSchema]]] = {}
+    partials: dict[int, list[tuple[int, Box | None, ExtractionSchema]]] = {}
     problems: dict[int, ErrorItem] = {}
-    calls: list[ModelCall] = []
-    generate_seconds = 0.0
+    calls: list[tuple[int, ModelCall]] = []
+    generate_seconds = 0.0  # waiting on the model with calls in flight
     pending: deque[_Job] = deque()
+    running: dict[Future[list[VisionOutput | ModelError]], list[_Job]] = {}
     tiles = _TileFeed(pages, settings, model)
     seen = tiles.seen  # pages read so far (a stream may not have rendered the rest yet)
     timed_out = False
     size = settings.model.batch_size
-    generating = ThreadPoolExecutor(1, thread_name_prefix="docextract-extract")
+    window = 2 * size  # tiles in flight: one batch running, the next one queued
+    generating = ThreadPoolExecutor(CALLS_IN_FLIGHT, thread_name_prefix="docextract-extract")
     try:
         while True:
-            if deadline is not None and time.perf_counter() >= deadline:
+            now = time.perf_counter()
+            if deadline is not None and now >= deadline:
                 # before reading more pages: a stream must not be waited on past the deadline
                 timed_out = True
-                _time_out(pending, seen, partials, problems, timeout_s)
+                in_flight = [job for batch in running.values() for job in batch]
+                _time_out([*in_flight, *pending], seen, partials, problems, timeout_s)
                 break
-            _refill(pending, tiles, schema, size, wait=True)
-            if not pending:
-                break
-            batch = [pending.popleft() for _ in range(min(size, len(pending)))]
-            requests = [
-                VisionRequest(
-                    images=(job.tile.image,),
-                    prompt=job.prompt,
-                    json_schema=grammar,
-                    max_new_tokens=settings.model.max_new_tokens,
+            flying = sum(len(batch) for batch in running.values())
+            # wait for a page still rendering only when there is nothing else to wait for
+            _refill(pending, tiles, schema, window - flying - len(pending), wait=not running)
+            while pending and len(running) < CALLS_IN_FLIGHT and flying < window:
+                batch = [pending.popleft() for _ in range(min(size, window - flying, len(pending)))]
+                flying += len(batch)
+                left = None if deadline is None else deadline - now
+                call = generating.submit(
+                    generate_splitting_on_failure,
+                    model,
+                    [_request(job, grammar, settings) for job in batch],
+                    timeout_s=left,
                 )
-                for job in batch
-            ]
-            t0 = time.perf_counter()
-            left = None if deadline is None else deadline - t0
-            if left is not None and left <= 0:
-                timed_out = True
-                _time_out([*batch, *pending], seen, partials, problems, timeout_s)
+                running[call] = batch
+            if not running:
                 break
-            running = generating.submit(
-                generate_splitting_on_failure, model, requests, timeout_s=left
-            )
-            _refill(pending, tiles, schema, size, wait=False)  # cut the next tiles meanwhile
-            outputs = running.result()
-            generate_seconds += time.perf_counter() - t0
-            for job, output in zip(batch, outputs, strict=True):
-                page = job.tile.page
-                if isinstance(output, ModelError):
-                    category = (
-                        ErrorCategory.TIMEOUT
-                        if isinstance(output, GenerationTimeout)
-                        else ErrorCategory.MODEL_ERROR
-                    )
-                    problems[page] = ErrorItem(category, str(output), page)
-                    continue
-                record, problem = parse_answer(schema, output)
-                calls.append(_call(job, output, problem))
-                if record is not None:
-                    # the box, not the tile: page images must not pile up over a long document;
-                    # no box for the global view, which only fills what the tiles left empty
-                    box = None if job.tile.is_global else job.tile.box
-                    partials.setdefault(page, []).append((box, record))
-                elif job.attempt < settings.extraction.max_reasks:
-                    prompt = reask_prompt(schema, problem or "", job.note)
-                    pending.append(_Job(job.tile, job.attempt + 1, prompt, job.note))
-                else:
-                    problems[page] = ErrorItem(
-                        ErrorCategory.INVALID_OUTPUT,
-                        f"no valid answer after {job.attempt + 1} attempts: {problem}",
-                        page,
-                    )
+            # a new page may arrive meanwhile: look for it every POLL_S unless all are read
+            waits = [] if tiles.exhausted else [POLL_S]
+            if deadline is not None:
+                waits.append(max(0.0, deadline - now))
+            waited = time.perf_counter()
+            done, _ = wait(running, timeout=min(waits, default=None), return_when=FIRST_COMPLETED)
+            generate_seconds += time.perf_counter() - waited
+            for call in done:
+                batch = running.pop(call)
+                for job, output in zip(batch, call.result(), strict=True):
+                    _take_answer(schema, job, output, settings, partials, problems, calls, pending)
     finally:
         generating.shutdown(wait=False)  # idle by now, or abandoned at the deadline
     if timed_out:
@@ -204,7 +193,7 @@ def extract(
         for page in unread:  # never reached before the time ran out
             problems[page] = timeout_error(page, timeout_s)
     result = _assemble(schema, pages, partials, problems, page_errors, page_count, settings)
-    result.calls = calls
+    result.calls = [call for _, call in sorted(calls, key=lambda c: (c[0], c[1].attempt))]
     result.timings = {
         "generate_s": round(generate_seconds, 3),
         "extract_s": round(time.perf_counter() - started, 3),
@@ -212,31 +201,86 @@ def extract(
     return result
 
 
+def _request(job: _Job, grammar: dict[str, Any], settings: Settings) -> VisionRequest:
+    return VisionRequest(
+        images=(job.tile.image,),
+        prompt=job.prompt,
+        json_schema=grammar,
+        max_new_tokens=settings.model.max_new_tokens,
+    )
+
+
+def _take_answer(
+    schema: type[ExtractionSchema],
+    job: _Job,
+    output: VisionOutput | ModelError,
+    settings: Settings,
+    partials: dict[int, list[tuple[int, Box | None, ExtractionSchema]]],
+    problems: dict[int, ErrorItem],
+    calls: list[tuple[int, ModelCall]],
+    pending: deque[_Job],
+) -> None:
+    """Validate one answer: a record for its page, a re-ask, or the page's problem."""
+    page = job.tile.page
+    if isinstance(output, ModelError):
+        category = (
+            ErrorCategory.TIMEOUT
+            if isinstance(output, GenerationTimeout)
+            else ErrorCategory.MODEL_ERROR
+        )
+        problems[page] = ErrorItem(category, str(output), page)
+        return
+    record, problem = parse_answer(schema, output)
+    calls.append((job.order, _call(job, output, problem)))
+    if record is not None:
+        # the box, not the tile: page images must not pile up over a long document;
+        # no box for the global view, which only fills what the tiles left empty
+        box = None if job.tile.is_global else job.tile.box
+        partials.setdefault(page, []).append((job.order, box, record))
+    elif job.attempt < settings.extraction.max_reasks:
+        prompt = reask_prompt(schema, problem or "", job.note)
+        pending.append(_Job(job.tile, job.attempt + 1, prompt, job.note, job.order))
+    else:
+        problems[page] = ErrorItem(
+            ErrorCategory.INVALID_OUTPUT,
+            f"no valid answer after {job.attempt + 1} attempts: {problem}",
+            page,
+        )
+
+
 class _TileFeed:
-    """Tiles page by page, lazily (only the pages of the current batch are in memory), within
-    the document's token budget, each with the note that tells the model what part it is.
-    `seen` lists the pages read so far, in reading order."""
+    """Tiles page by page, lazily (only the pages of the tiles in flight are in memory), within
+    the document's token budget, each with the note that tells the model what part it is and
+    its place in the document. `seen` lists the pages read so far, in reading order;
+    `exhausted` is True once every page is read and every tile handed out."""
 
     def __init__(self, pages: PageSource, settings: Settings, model: VisionModel) -> None:
         self.seen: list[int] = []
+        self.exhausted = False
         self._pages = iter(pages)
         # a PageStream says whether its next page is rendered; a list always has it
         self._ready: Callable[[int], bool] | None = getattr(pages, "ready", None)
         self._queued: deque[tuple[Tile, str]] = deque()
+        self._handed = 0
         self._settings, self._geometry = settings, model.geometry
         self._budget = DocumentBudget(settings.tiling, model.geometry, len(pages))
 
-    def next(self, wait: bool) -> tuple[Tile, str] | None:
-        """The next tile and its note; None at the end, or, unless `wait`, when the next page
-        is still rendering (so the tiles at hand go to the model instead of waiting)."""
+    def next(self, wait: bool) -> tuple[Tile, str, int] | None:
+        """The next tile, its note and its place; None at the end, or, unless `wait`, when the
+        next page is still rendering (so the tiles at hand go to the model instead of waiting)."""
         while not self._queued:
+            if self.exhausted:
+                return None
             if not wait and self._ready is not None and not self._ready(len(self.seen)):
                 return None
             page = next(self._pages, None)
             if page is None:
+                self.exhausted = True
                 return None
             self._read(page)
-        return self._queued.popleft()
+        tile, note = self._queued.popleft()
+        self._handed += 1
+        return tile, note, self._handed
 
     def _read(self, page: PageImage) -> None:
         self.seen.append(page.number)
@@ -258,24 +302,24 @@ def _refill(
     pending: deque[_Job],
     tiles: _TileFeed,
     schema: type[ExtractionSchema],
-    size: int,
+    room: int,
     *,
     wait: bool,
 ) -> None:
-    """Top `pending` up to `size` jobs. Waits for a page still rendering only if `wait` and
-    `pending` is empty."""
-    while len(pending) < size:
+    """Add up to `room` new tiles' jobs to `pending`. Waits for a page still rendering only
+    if `wait` and `pending` is empty."""
+    for _ in range(room):
         item = tiles.next(wait=wait and not pending)
-        tile, note = item or (None, "")
-        if tile is None:
+        if item is None:
             return
-        pending.append(_Job(tile, 0, extraction_prompt(schema, note), note))
+        tile, note, order = item
+        pending.append(_Job(tile, 0, extraction_prompt(schema, note), note, order))
 
 
 def _time_out(
     jobs: Sequence[_Job],
     seen: Sequence[int],
-    partials: dict[int, list[tuple[Box | None, ExtractionSchema]]],
+    partials: dict[int, list[tuple[int, Box | None, ExtractionSchema]]],
     problems: dict[int, ErrorItem],
     timeout_s: float | None,
 ) -> None:
@@ -365,7 +409,7 @@ def _call(job: _Job, output: VisionOutput, problem: str | None) -> ModelCall:
 def _assemble(
     schema: type[ExtractionSchema],
     pages: PageSource,
-    partials: dict[int, list[tuple[Box | None, ExtractionSchema]]],
+    partials: dict[int, list[tuple[int, Box | None, ExtractionSchema]]],
     problems: dict[int, ErrorItem],
     page_errors: Sequence[ErrorItem],
     page_count: int | None,
@@ -373,10 +417,12 @@ def _assemble(
 ) -> ExtractionResult:
     """Merge tiles into pages and pages into the document; decide the status."""
     errors = list(page_errors) + [problems[p] for p in sorted(problems) if p not in partials]
-    page_records = [
-        schema.merge_tiles([record for _, record in partials[p]], [box for box, _ in partials[p]])
-        for p in sorted(partials)
-    ]
+    page_records = []
+    for page in sorted(partials):
+        answers = sorted(partials[page], key=lambda answer: answer[0])  # the tiles' order
+        page_records.append(
+            schema.merge_tiles([record for *_, record in answers], [box for _, box, _ in answers])
+        )
     result = ExtractionResult(
         schema_name=schema.schema_name,
         schema_version=schema.schema_version,

@@ -50,6 +50,31 @@ def test_requests_of_concurrent_callers_share_batches_and_keep_their_order() -> 
     assert inner.batches == [8]  # four documents, one batch
 
 
+def test_requests_that_arrive_while_the_model_is_busy_wait_to_fill_one_batch() -> None:
+    """With the model busy, the next batch is not closed 'max_wait_s' after its first request
+    but just before the running batch is expected to end: what arrives meanwhile rides along."""
+
+    def slow(req: VisionRequest, number: int) -> str:
+        time.sleep(0.4)  # per batch (the scripted model answers a batch one request at a time)
+        return req.prompt
+
+    inner = ScriptedModel(slow)
+    model = BatchingModel(inner, max_batch=8, max_wait_s=0.01)
+    model.generate([request(prompt="warm-up")])  # how long a batch takes, for the estimate
+    first = threading.Thread(target=model.generate, args=([request(prompt="first")],))
+    first.start()
+    time.sleep(0.05)  # "first" is running: the model is busy for ~0.35 s more
+    late = [[request(prompt=f"late{n}")] for n in range(4)]
+    threads = []
+    for group in late:  # one every 50 ms, each after the last one's batch would have closed
+        threads.append(threading.Thread(target=model.generate, args=(group,)))
+        threads[-1].start()
+        time.sleep(0.05)
+    for thread in [first, *threads]:
+        thread.join(timeout=30)
+    assert inner.batches == [1, 1, 4]
+
+
 def test_batches_group_similar_sizes_and_respect_the_token_budget() -> None:
     inner = ScriptedModel(echo)
     small, large = inner.image_tokens(64, 64), inner.image_tokens(1000, 1000)
