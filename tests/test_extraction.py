@@ -201,3 +201,26 @@ def test_the_next_pages_are_cut_while_the_model_generates(
     result = extract(Pages(), Invoice, ScriptedModel(reply), settings)
     assert overlapped == [True]
     assert result.pages_failed == 0 and result.record is not None
+
+
+def test_a_document_sends_its_next_page_before_the_answer_for_the_first(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """Tiles go to the model as they are cut, several calls in flight: the batching layer can
+    then merge them with other documents' instead of getting one batch per document at a time."""
+    page_2_sent = threading.Event()
+    answered_after_page_2: list[bool] = []
+
+    def reply(request: VisionRequest, number: int) -> str:
+        if number == 0:  # page 1's answer waits until page 2 has reached the model
+            answered_after_page_2.append(page_2_sent.wait(timeout=5))
+        else:
+            page_2_sent.set()
+        return answer()
+
+    settings.model.batch_size = 1
+    pages = [make_page(tmp_path / str(n), n) for n in (1, 2)]
+    result = extract(pages, Invoice, ScriptedModel(reply), settings)
+    assert answered_after_page_2 == [True]
+    assert result.pages_failed == 0 and result.record is not None
+    assert [call.page for call in result.calls] == [1, 2]  # in page order, not answer order
