@@ -263,7 +263,9 @@ def render_tile(
         region = Image.new(page.mode, (right - left, bottom - top), "white")
         region.paste(page.crop(visible), (visible[0] - left, visible[1] - top))
     pin_h, pin_w = plan.pinpoint
-    image = region.resize((pin_w, pin_h), Image.Resampling.LANCZOS).convert("RGB")
+    image = region.resize((pin_w, pin_h), Image.Resampling.LANCZOS)
+    if image.mode != "RGB":  # a greyscale page's tile
+        image = image.convert("RGB")
     return Tile(
         page=page_number,
         box=visible,
