@@ -323,7 +323,7 @@ def _time_out(
     problems: dict[int, ErrorItem],
     timeout_s: float | None,
 ) -> None:
-    """Fail every page read but still waiting (queued, or tiles not sent) with `timeout`.
+    """Fail every page read but still waiting (tiles queued or in flight) with `timeout`.
     Pages not read at all are accounted for at assembly (`add_page_errors`)."""
     not_done = {n for n in seen if n not in partials and n not in problems}
     for page in {job.tile.page for job in jobs} | not_done:
