@@ -31,9 +31,9 @@ from PIL import Image
 from pydantic import ValidationError
 from transformers import LogitsProcessorList
 
+from pipeline.backends.grammar import JsonSchemaLogitsProcessor, llg_tokenizer, new_matcher
 from pipeline.backends.tiny import create
 from pipeline.backends.transformers import TransformersVisionModel
-from pipeline.grammar import JsonSchemaLogitsProcessor, llg_tokenizer, new_matcher
 from pipeline.settings import ModelSettings, Settings
 from pipeline.types import VisionRequest
 from schemas.invoice import Invoice

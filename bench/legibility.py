@@ -46,7 +46,7 @@ SAMPLES = REPO / "sample_docs"
 sys.path.insert(0, str(SAMPLES))
 from _render import NumberFormat, date_dots, date_long_en, date_us  # noqa: E402
 
-from pipeline.cli_tiles import export_tiles  # noqa: E402
+from pipeline.cli.tiles import export_tiles  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 
 # The printed formats of each sample (as sample_docs/generate.py draws them).

@@ -2,12 +2,12 @@
 starting a render subprocess, and page sizes against pdfinfo's.
 
 1. Pages/s and peak RSS on a generated 100-page PDF: `pdf2image.convert_from_path(path, dpi)` in
-   one call, `pipeline.raster.rasterize` with each primary renderer (cold cache), and a cached
-   rerun. Each variant runs in a fresh child process; its peak RSS is the larger of the child's
-   own and that of its largest descendant (render worker, pdftoppm), from getrusage. Then where
-   a page's time goes, in this process on the first 20 pages: rendering alone (pdfium to a
-   Pillow image; pdftoppm to PPM, 4 pages per call) and PNG encoding at zlib level 6 (the
-   cache's) and 1.
+   one call, `pipeline.render.raster.rasterize` with each primary renderer (cold cache), and a
+   cached rerun. Each variant runs in a fresh child process; its peak RSS is the larger of the
+   child's own and that of its largest descendant (render worker, pdftoppm), from getrusage.
+   Then where a page's time goes, in this process on the first 20 pages: rendering alone
+   (pdfium to a Pillow image; pdftoppm to PPM, 4 pages per call) and PNG encoding at zlib level 6
+   (the cache's) and 1.
 2. Start-up: median wall time of a render worker that does nothing (python + imports), of the
    'info' step (describe a 1-page PDF) per renderer, and of rasterizing a whole 1- and 5-page
    document per renderer (cold cache), so the start-up share of small documents shows.
@@ -92,7 +92,7 @@ def child(variant: str, pdf: Path, cache: Path, dpi: int) -> dict[str, float]:
         pages = len(convert_from_path(pdf, dpi=dpi))
     else:
         from pipeline.ingest import ingest_file
-        from pipeline.raster import rasterize
+        from pipeline.render.raster import rasterize
         from pipeline.settings import RasterSettings
 
         renderer = "pdfium" if variant == VARIANTS[2] else "poppler"
@@ -187,9 +187,9 @@ def _median_s(run: Callable[[], Any], repeat: int) -> float:
 
 
 def startup(tmp: Path, dpi: int, repeat: int) -> dict[str, float]:
-    from pipeline import raster
     from pipeline.ingest import ingest_file
-    from pipeline.render_client import Workers
+    from pipeline.render import raster
+    from pipeline.render.client import Workers
     from pipeline.settings import RasterSettings
 
     def empty_worker() -> None:
@@ -234,7 +234,7 @@ def startup(tmp: Path, dpi: int, repeat: int) -> dict[str, float]:
 def pixel_sizes(tmp: Path) -> dict[str, tuple[int, int]]:
     """(pages of exactly pdfinfo's size, pages checked) per renderer, over SIZES x DPIs."""
     from pipeline.ingest import ingest_file
-    from pipeline.raster import rasterize
+    from pipeline.render.raster import rasterize
     from pipeline.settings import RasterSettings
 
     pdf = tmp / "sizes.pdf"

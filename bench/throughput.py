@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from pipeline.backends.batching import BatchingModel
 from pipeline.backends.tiny import build_tiny_random
 from pipeline.backends.transformers import TransformersVisionModel
-from pipeline.batching import BatchingModel
 from pipeline.extraction import extract
 from pipeline.prompts import extraction_prompt
 from pipeline.settings import ModelSettings, Settings

@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from throughput import draw_pages  # same pages as bench/throughput.py
 
+from pipeline.backends.batching import BatchingModel
 from pipeline.backends.openai import OpenAIVisionModel
 from pipeline.backends.tiny import build_tiny_random
-from pipeline.batching import BatchingModel
 from pipeline.extraction import ExtractionResult, extract
 from pipeline.settings import Settings
 from pipeline.types import PageImage, VisionRequest

@@ -8,14 +8,16 @@ document boundary and recorded as that document's status, so the batch goes on.
 from __future__ import annotations
 
 from pipeline.types import ErrorCategory
+from schemas.errors import ConfigError, DocextractError
 
-
-class DocextractError(Exception):
-    """Base of every error the pipeline raises on purpose."""
-
-
-class ConfigError(DocextractError):
-    """A setting, name or path the user gave cannot work. Raised at once, before any work."""
+__all__ = [
+    "ConfigError",
+    "DocextractError",
+    "GenerationTimeout",
+    "InputError",
+    "ModelError",
+    "StoreError",
+]
 
 
 class StoreError(DocextractError):
@@ -38,3 +40,7 @@ class ModelError(DocextractError):
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+class GenerationTimeout(ModelError):
+    """The caller's time limit passed before its outputs were ready."""

@@ -18,8 +18,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from pipeline.backends import VisionModel
-from pipeline.batching import GenerationTimeout
-from pipeline.errors import ModelError
+from pipeline.errors import GenerationTimeout, ModelError
 from pipeline.prompts import PROMPT_VERSION, extraction_prompt, reask_prompt, tile_note
 from pipeline.settings import Settings
 from pipeline.tiling import DocumentBudget, tile_page

@@ -220,7 +220,7 @@ def _holds(path: Path, sha256: str) -> bool:
 def page_cache_complete(sha256: str, media_type: str, size: int, settings: Settings) -> bool:
     """True when every page of the document is cached as the rasterizer would render it now,
     so extraction needs no source file."""
-    from pipeline.raster import cache_complete
+    from pipeline.render.raster import cache_complete
 
     file = IngestedFile(Path("(cached)"), sha256, media_type, size)
     return cache_complete(file, settings.raster, settings.page_cache_dir)

@@ -17,16 +17,16 @@ from pathlib import Path
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.autoroute import SchemaPlan, plan_schemas, route_review_reason, unit_identity
 from pipeline.backends import VisionModel, backend_name_for, get_model
 from pipeline.errors import ConfigError, InputError, StoreError
 from pipeline.extraction import ExtractionResult, add_page_errors, extract
 from pipeline.ingest import IngestedFile, RejectedFile, ingest_file
-from pipeline.pagestream import PageStream
-from pipeline.passwords import load_passwords
 from pipeline.prompts import PROMPT_VERSION
-from pipeline.raster import RasterResult, rasterize
+from pipeline.render.pagestream import PageStream
+from pipeline.render.passwords import load_passwords
+from pipeline.render.raster import RasterResult, rasterize
 from pipeline.routing import AUTO
+from pipeline.routing.plan import SchemaPlan, plan_schemas, route_review_reason, unit_identity
 from pipeline.settings import Settings
 from pipeline.store import repository as repo
 from pipeline.store.models import Document

@@ -19,6 +19,14 @@ def _default_cache_dir() -> Path:
     return Path(base) / "docextract"
 
 
+MODEL_ALIASES: dict[str, str] = {
+    "llava-next-7b": "llava-hf/llava-v1.6-mistral-7b-hf",
+    "llava-next-13b": "llava-hf/llava-v1.6-vicuna-13b-hf",
+    "llava-next-34b": "llava-hf/llava-v1.6-34b-hf",
+    "tiny-random": "tiny-random",
+}
+
+
 class ModelSettings(BaseModel):
     name: str = Field(
         "llava-next-7b",

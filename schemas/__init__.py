@@ -10,10 +10,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from pipeline.errors import ConfigError
 from schemas.base import ExtractionSchema
 from schemas.chart import Chart
 from schemas.custom import is_custom_reference, load_custom_schema
+from schemas.errors import ConfigError
 from schemas.form import Form
 from schemas.invoice import Invoice
 from schemas.table import Table

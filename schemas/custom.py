@@ -21,8 +21,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
-from pipeline.errors import ConfigError
 from schemas.base import ExtractionSchema, strict_json_schema
+from schemas.errors import ConfigError
 from schemas.types import IsoDate
 
 # Bounds given to a custom schema's grammar where it sets none.

@@ -13,9 +13,9 @@ from conftest import make_page
 from typer.testing import CliRunner
 
 from pipeline.asking import ANSWER_GRAMMAR, ask, check_question, read_page_answer
-from pipeline.backends import ImageGeometry
 from pipeline.backends.scripted import ScriptedModel
 from pipeline.cli import app
+from pipeline.geometry import ImageGeometry
 from pipeline.settings import Settings
 from pipeline.types import TokenLogprob, VisionOutput, VisionRequest
 

@@ -43,18 +43,18 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from pipeline.backends import create_model, forget_loaded_models, get_model
+from pipeline.backends.batching import BatchingModel
 from pipeline.backends.openai import OpenAIVisionModel
 from pipeline.backends.openai_wire import retry_after_s
 from pipeline.backends.tiny import TINY_GEOMETRY, build_tiny_random
-from pipeline.batching import BatchingModel, GenerationTimeout
 from pipeline.cli import app
-from pipeline.errors import ConfigError, ModelError
+from pipeline.errors import ConfigError, GenerationTimeout, ModelError
 from pipeline.extraction import extract
+from pipeline.geometry import anyres_image_tokens
 from pipeline.runner import process, register
 from pipeline.settings import ModelSettings, Settings
 from pipeline.store.db import open_database, session_factory
 from pipeline.store.models import Document, Extraction
-from pipeline.tiling import anyres_image_tokens
 from pipeline.types import ErrorCategory, Status, VisionRequest
 from schemas.invoice import Invoice
 

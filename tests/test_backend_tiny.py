@@ -19,11 +19,12 @@ import torch
 from PIL import Image
 from transformers import AutoTokenizer, LlavaNextImageProcessorPil, LlavaNextProcessor
 
-from pipeline.backends import ImageGeometry, create_model
+from pipeline.backends import create_model
+from pipeline.backends.grammar import JsonSchemaLogitsProcessor, compile_json_schema
 from pipeline.backends.tiny import TINY_GEOMETRY, TINY_MODEL_ID, build_tiny_random, is_built
 from pipeline.backends.transformers import TransformersVisionModel, geometry_of
 from pipeline.errors import ConfigError, ModelError
-from pipeline.grammar import JsonSchemaLogitsProcessor, compile_json_schema
+from pipeline.geometry import ImageGeometry
 from pipeline.settings import ModelSettings, Settings
 from pipeline.types import VisionRequest
 from schemas.invoice import Invoice

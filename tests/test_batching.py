@@ -10,9 +10,9 @@ import pytest
 from conftest import make_page
 from PIL import Image
 
+from pipeline.backends.batching import BatchingModel
 from pipeline.backends.scripted import ScriptedModel
-from pipeline.batching import BatchingModel, GenerationTimeout
-from pipeline.errors import ModelError
+from pipeline.errors import GenerationTimeout, ModelError
 from pipeline.extraction import extract
 from pipeline.settings import Settings
 from pipeline.types import ErrorCategory, Status, VisionRequest

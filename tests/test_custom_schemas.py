@@ -14,11 +14,11 @@ import pytest
 from conftest import make_page
 from typer.testing import CliRunner
 
+from pipeline.backends.grammar import compile_json_schema
 from pipeline.backends.scripted import ScriptedModel
 from pipeline.cli import app
 from pipeline.errors import ConfigError
 from pipeline.extraction import extract
-from pipeline.grammar import compile_json_schema
 from pipeline.prompts import extraction_prompt
 from pipeline.settings import Settings
 from pipeline.types import Status

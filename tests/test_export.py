@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.errors import ConfigError
-from pipeline.export import PROVENANCE_COLUMNS, child_csv_path, csv_cell, export, export_rows
+from pipeline.export.write import PROVENANCE_COLUMNS, child_csv_path, csv_cell, export, export_rows
 from pipeline.store.db import open_database, session_factory
 from pipeline.store.queries import Selection
 from schemas.invoice import Invoice

@@ -14,8 +14,8 @@ from conftest import make_page
 from pipeline.backends.scripted import ScriptedModel
 from pipeline.errors import InputError
 from pipeline.extraction import add_page_errors, extract
-from pipeline.pagestream import PageStream, Render
-from pipeline.raster import RasterResult
+from pipeline.render.pagestream import PageStream, Render
+from pipeline.render.raster import RasterResult
 from pipeline.settings import Settings
 from pipeline.types import ErrorCategory, ErrorItem, PageImage, Status, VisionRequest
 from schemas.invoice import Invoice

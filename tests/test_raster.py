@@ -18,10 +18,11 @@ from fpdf import FPDF
 from fpdf.enums import EncryptionMethod
 from PIL import Image, ImageChops, ImageOps, ImageStat
 
-from pipeline import raster, render_client
 from pipeline.errors import InputError
 from pipeline.ingest import IngestedFile, ingest_file
-from pipeline.raster import page_cache_path, rasterize
+from pipeline.render import client as render_client
+from pipeline.render import raster
+from pipeline.render.raster import page_cache_path, rasterize
 from pipeline.settings import RasterSettings
 from pipeline.types import ErrorCategory, PageImage
 
@@ -439,7 +440,7 @@ def test_a_dying_worker_is_an_input_error(
 
 CRASH_ON_PAGE_2 = """
 import json, os, signal, sys
-from pipeline import render_worker
+from pipeline.render import worker as render_worker
 def emit(event, **fields):
     print(json.dumps({"event": event, **fields}), flush=True)
 for line in sys.stdin:
@@ -490,7 +491,7 @@ def test_fallback_naming_the_primary_is_a_configuration_error() -> None:
 def test_the_worker_starts_without_loading_a_renderer() -> None:
     """Each document starts a worker: its imports are part of every document's cost."""
     heavy = ["PIL", "pdf2image", "pypdfium2", "concurrent.futures", "numpy"]
-    probe = f"import sys, pipeline.render_worker; print([m for m in {heavy!r} if m in sys.modules])"
+    probe = f"import sys, pipeline.render.worker; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -24,7 +24,7 @@ from PIL import Image
 
 from pipeline.errors import InputError
 from pipeline.ingest import PDF, ingest_file
-from pipeline.raster import RasterResult, document_cache_dir, rasterize
+from pipeline.render.raster import RasterResult, document_cache_dir, rasterize
 from pipeline.settings import RasterSettings
 from pipeline.types import ErrorCategory
 

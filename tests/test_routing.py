@@ -12,10 +12,11 @@ import huggingface_hub.constants
 import pytest
 from conftest import make_page
 
-from pipeline.backends import ImageGeometry, create_model
+from pipeline.backends import create_model
 from pipeline.backends.scripted import ScriptedModel
 from pipeline.errors import ConfigError
-from pipeline.routing import (
+from pipeline.geometry import ImageGeometry
+from pipeline.routing.classify import (
     ROUTE_KEY,
     choice_probability,
     read_route,

@@ -13,8 +13,8 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 
+from pipeline.backends.grammar import compile_json_schema
 from pipeline.backends.scripted import ScriptedModel
-from pipeline.grammar import compile_json_schema
 from pipeline.prompts import extraction_prompt
 from pipeline.runner import process, register
 from pipeline.settings import Settings

@@ -13,10 +13,11 @@ from typer.testing import CliRunner
 from pipeline.backends import create_model
 from pipeline.cli import app
 from pipeline.extraction import extract
+from pipeline.geometry import anyres_image_tokens
 from pipeline.ingest import ingest_file
-from pipeline.raster import rasterize
+from pipeline.render.raster import rasterize
 from pipeline.settings import Settings
-from pipeline.tiling import anyres_image_tokens, tile_page
+from pipeline.tiling import tile_page
 from pipeline.types import Status
 from schemas.invoice import Invoice
 

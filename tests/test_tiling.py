@@ -9,19 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from pipeline.autotile import REFERENCE_TILE_PX
-from pipeline.backends import ImageGeometry
 from pipeline.backends.tiny import TINY_GEOMETRY
+from pipeline.geometry import ImageGeometry, anyres_image_tokens, select_best_resolution
 from pipeline.settings import TilingSettings
-from pipeline.textsize import measure_text, percentile_90
-from pipeline.tiling import (
-    anyres_image_tokens,
-    page_budget,
-    select_best_resolution,
-    tile_document,
-    tile_page,
-    whole_page_tokens,
-)
+from pipeline.tiling import page_budget, tile_document, tile_page, whole_page_tokens
+from pipeline.tiling.auto import REFERENCE_TILE_PX
+from pipeline.tiling.textsize import measure_text, percentile_90
 from pipeline.types import Box, Tile
 
 A4 = (1654, 2339)  # 200 DPI

@@ -10,71 +10,13 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Protocol, runtime_checkable
 
+from pipeline.backends.base import VisionModel
+from pipeline.backends.batching import BatchingModel
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
 from pipeline.types import VisionOutput, VisionRequest
-
-# The checkpoints' own grids, as (height, width); the mistral-7b grid is transformers' default.
-DEFAULT_GRID_PINPOINTS: tuple[tuple[int, int], ...] = (
-    (336, 672),
-    (672, 336),
-    (672, 672),
-    (1008, 336),
-    (336, 1008),
-)
-
-MODEL_ALIASES: dict[str, str] = {
-    "llava-next-7b": "llava-hf/llava-v1.6-mistral-7b-hf",
-    "llava-next-13b": "llava-hf/llava-v1.6-vicuna-13b-hf",
-    "llava-next-34b": "llava-hf/llava-v1.6-34b-hf",
-    "tiny-random": "tiny-random",
-}
-
-
-@dataclass(frozen=True)
-class ImageGeometry:
-    """How the checkpoint's processor cuts an image: tile side and grid pinpoints (h, w)."""
-
-    tile_size: int = 336
-    patch_size: int = 14
-    grid_pinpoints: tuple[tuple[int, int], ...] = DEFAULT_GRID_PINPOINTS
-
-
-@runtime_checkable
-class VisionModel(Protocol):
-    """A model that turns a batch of image+prompt requests into text.
-
-    Constructors never load weights: `load()` does (and `generate()` calls it when needed).
-    `model_id` is the provenance string stored with every record.
-    """
-
-    model_id: str
-
-    @property
-    def geometry(self) -> ImageGeometry:
-        """The processor's tile size and grid (may change when `load()` reads the checkpoint)."""
-        ...
-
-    def load(self) -> None: ...
-
-    def generate(
-        self, requests: Sequence[VisionRequest], *, timeout_s: float | None = None
-    ) -> list[VisionOutput]:
-        """One output per request, in order. Raises ModelError when the batch as a whole fails.
-
-        `timeout_s` bounds the wall time: a backend either stops generating (outputs cut off,
-        stop reason "length") or raises `pipeline.batching.GenerationTimeout`.
-        """
-        ...
-
-    def image_tokens(self, width: int, height: int) -> int:
-        """Image tokens one image of this size costs in a prompt (the processor's formula)."""
-        ...
-
 
 BackendFactory = Callable[[Settings], VisionModel]
 
@@ -142,8 +84,6 @@ def get_model(settings: Settings) -> VisionModel:
     Weights load on the first `generate()` (or an explicit `load()`), so a run that finds all
     its work already done never pays for loading.
     """
-    from pipeline.batching import BatchingModel
-
     m = settings.model
     key = (backend_name_for(settings), m.model_dump_json(), str(settings.model_cache_dir))
     with _loaded_lock:

@@ -27,7 +27,6 @@ from typing import Any
 
 import httpx
 
-from pipeline.backends import MODEL_ALIASES, ImageGeometry
 from pipeline.backends.openai_wire import (
     chat_body,
     error_detail,
@@ -35,10 +34,9 @@ from pipeline.backends.openai_wire import (
     parse_completion,
     retry_after_s,
 )
-from pipeline.batching import GenerationTimeout
-from pipeline.errors import ConfigError, ModelError
-from pipeline.settings import ModelSettings, Settings
-from pipeline.tiling import anyres_image_tokens
+from pipeline.errors import ConfigError, GenerationTimeout, ModelError
+from pipeline.geometry import ImageGeometry, anyres_image_tokens
+from pipeline.settings import MODEL_ALIASES, ModelSettings, Settings
 from pipeline.types import VisionOutput, VisionRequest
 
 log = logging.getLogger(__name__)

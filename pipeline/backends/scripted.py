@@ -12,9 +12,8 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from pipeline.backends import ImageGeometry
+from pipeline.geometry import ImageGeometry, anyres_image_tokens
 from pipeline.settings import Settings
-from pipeline.tiling import anyres_image_tokens
 from pipeline.types import StopReason, VisionOutput, VisionRequest
 
 Reply = str | tuple[str, StopReason] | BaseException

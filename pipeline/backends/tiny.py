@@ -18,9 +18,9 @@ import tempfile
 import threading
 from pathlib import Path
 
-from pipeline.backends import DEFAULT_GRID_PINPOINTS, ImageGeometry
 from pipeline.backends.transformers import TransformersVisionModel
 from pipeline.errors import ConfigError
+from pipeline.geometry import DEFAULT_GRID_PINPOINTS, ImageGeometry
 from pipeline.settings import Settings
 
 # Provenance and cache folder name: bump the version whenever the recipe below changes, so

@@ -1,8 +1,8 @@
 """In-process backend: LLaVA-NeXT (or any image-text-to-text model) through transformers.
 
 Static batches through `generate()`: left padding, greedy decoding, one JSON-Schema grammar per
-row (pipeline.grammar), each row cut at its own token cap. All torch/transformers code of the
-in-process path lives here; `tiny.py` only builds a checkpoint folder for it.
+row (pipeline.backends.grammar), each row cut at its own token cap. All torch/transformers code
+of the in-process path lives here; `tiny.py` only builds a checkpoint folder for it.
 """
 
 from __future__ import annotations
@@ -29,11 +29,10 @@ from transformers import (
     StoppingCriteriaList,
 )
 
-from pipeline.backends import MODEL_ALIASES, ImageGeometry
+from pipeline.backends.grammar import JsonSchemaLogitsProcessor
 from pipeline.errors import ConfigError, ModelError
-from pipeline.grammar import JsonSchemaLogitsProcessor
-from pipeline.settings import ModelSettings, Settings
-from pipeline.tiling import anyres_image_tokens
+from pipeline.geometry import ImageGeometry, anyres_image_tokens
+from pipeline.settings import MODEL_ALIASES, ModelSettings, Settings
 from pipeline.types import StopReason, TokenLogprob, VisionOutput, VisionRequest
 
 log = logging.getLogger(__name__)

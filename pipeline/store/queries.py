@@ -16,6 +16,7 @@ from sqlalchemy import Select, distinct, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from pipeline.errors import ConfigError
+from pipeline.settings import MODEL_ALIASES
 from pipeline.store.models import Document, DocumentPath, Extraction, ExtractionEvent, Run
 from pipeline.types import ErrorCategory, Status
 
@@ -119,8 +120,6 @@ def _filtered(statement: Select[Any], selection: Selection) -> Select[Any]:
 
 
 def _model_prefix(model: str) -> str:
-    from pipeline.backends import MODEL_ALIASES  # the alias table only: no torch
-
     return MODEL_ALIASES.get(model, model)
 
 
@@ -246,3 +245,17 @@ def _metrics(run: Run, totals: Sequence[Any]) -> RunMetrics:
 def to_utc_assumed(moment: datetime) -> datetime:
     """A stored timestamp as aware UTC: SQLite hands them back naive, and they were UTC."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def stored_provenances(
+    session: Session, document_id: int, model_id: str, prompt_version: str
+) -> list[dict[str, Any]]:
+    """The provenance of every extraction of this document by this model and prompt version."""
+    rows = session.scalars(
+        select(Extraction.provenance).where(
+            Extraction.document_id == document_id,
+            Extraction.model_id == model_id,
+            Extraction.prompt_version == prompt_version,
+        )
+    ).all()
+    return [row or {} for row in rows]

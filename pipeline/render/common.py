@@ -1,6 +1,6 @@
 """What the render worker's modules share: error types, categories, the page loop, PNG writing.
 
-Used inside the sandboxed subprocess (`pipeline.render_worker`, `render_poppler`,
+Used inside the sandboxed subprocess (`pipeline.render.worker`, `render_poppler`,
 `render_pdfium`); `pixels_at` is also the parent's rule for page sizes. Nothing here imports a
 renderer or Pillow at module level, so the child starts fast and the parent stays light.
 """

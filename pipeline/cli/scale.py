@@ -17,11 +17,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from pipeline.cli import (
+from pipeline.cli.common import (
     DbOption,
     JsonOption,
     app,
     build_settings,
+    check_names,
+    cli_overrides,
     console,
     err_console,
     exits_cleanly,
@@ -54,26 +56,11 @@ WorkersOption = Annotated[
 DEFAULT_CHUNK = 50
 
 
-def _overrides(
-    schema: str | None, model: str | None, backend: str | None, base_url: str | None
-) -> dict[str, Any]:
-    """Non-secret settings that travel as flow parameters (what the UI shows)."""
-    overrides: dict[str, Any] = {}
-    if schema:
-        overrides["schemas"] = [s.strip() for s in schema.split(",") if s.strip()]
-    if base_url and not backend:
-        backend = "openai"
-    chosen = {"name": model, "backend": backend, "base_url": base_url}
-    if any(chosen.values()):
-        overrides["model"] = {k: v for k, v in chosen.items() if v}
-    return overrides
-
-
 def _prepare(db: str | None, overrides: dict[str, Any], workers: int | None) -> Settings:
     """Settings checked for a pool: known names, a shared (PostgreSQL) database at the current
     schema revision, a Prefect server. Exports DOCEXTRACT_DB_URL for the parent flow."""
     settings = build_settings(db, **overrides, workers=workers)
-    _check_names(settings)
+    check_names(settings, connect=False)  # unknown names fail here, not on every worker
     from flows.prefect_env import apply_quiet_defaults
 
     apply_quiet_defaults()
@@ -84,17 +71,6 @@ def _prepare(db: str | None, overrides: dict[str, Any], workers: int | None) -> 
     open_database(url)  # created or checked once here, not raced by the first chunk runs
     os.environ["DOCEXTRACT_DB_URL"] = url  # the parent reads it from the environment
     return settings
-
-
-def _check_names(settings: Settings) -> None:
-    from pipeline.backends import create_model
-    from pipeline.routing import AUTO
-    from schemas import get_schema
-
-    for name in settings.schemas:
-        if name != AUTO:
-            get_schema(name)
-    create_model(settings)  # unknown backend or model names fail here, not on every worker
 
 
 def _require_server() -> None:
@@ -135,7 +111,7 @@ def deploy(
     per chunk) and, with --cron and --inbox, the nightly docextract-fanout/POOL."""
     if cron and (inbox is None or not inbox.is_dir()):
         raise ConfigError(f"--cron needs --inbox, an existing folder (got {str(inbox)!r})")
-    overrides = _overrides(schema, model, backend, base_url)
+    overrides = cli_overrides(schema=schema, model=model, backend=backend, base_url=base_url)
     settings = _prepare(db, overrides, workers)
     from flows.deploy import local_timezone
     from flows.pool import chunk_deployment, ensure_pool, fanout_deployment, register
@@ -177,7 +153,7 @@ def run(
     missing = [str(p) for p in inbox if not p.exists()]
     if missing:
         raise ConfigError(f"no such file or folder: {', '.join(map(repr, missing))}")
-    overrides = _overrides(schema, model, backend, base_url)
+    overrides = cli_overrides(schema=schema, model=model, backend=backend, base_url=base_url)
     _prepare(db, overrides, None)
     from flows.fanout import check_deployment, fanout_flow
     from flows.pool import chunk_deployment_name

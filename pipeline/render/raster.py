@@ -1,8 +1,8 @@
 """Rasterize: a document's pages -> PNG files in the page cache, rendered in a sandbox.
 
-Untrusted bytes are only ever opened in `pipeline.render_worker`, a subprocess with an
+Untrusted bytes are only ever opened in `pipeline.render.worker`, a subprocess with an
 address-space cap, started in its own process group so that a deadline kills it together with
-poppler (`pipeline.render_client`); one process describes and then renders a document. Time
+poppler (`pipeline.render.client`); one process describes and then renders a document. Time
 limits: `render_timeout_s` for each step (reading the page list, or one chunk of `chunk_pages`
 pages), and `document_timeout_s` for the whole document. A page that fails becomes an
 `ErrorItem`. PDFs are described and rendered by the primary renderer (`settings.renderer`,
@@ -33,8 +33,8 @@ from PIL import Image
 
 from pipeline.errors import ConfigError, InputError
 from pipeline.ingest import IMAGE_TYPES, PDF, IngestedFile
-from pipeline.render_client import WorkerCrashed, Workers, WorkerTimedOut
-from pipeline.render_common import pixels_at
+from pipeline.render.client import WorkerCrashed, Workers, WorkerTimedOut
+from pipeline.render.common import pixels_at
 from pipeline.settings import RasterSettings
 from pipeline.types import ErrorCategory, ErrorItem, PageImage
 

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from pipeline.raster import RasterResult
+from pipeline.render.raster import RasterResult
 from pipeline.types import PageImage
 
 Render = Callable[[Callable[[PageImage, int], None]], RasterResult]

@@ -26,15 +26,12 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.backends import ImageGeometry, VisionModel
-from pipeline.errors import ModelError
+from pipeline.backends.base import VisionModel
+from pipeline.errors import GenerationTimeout, ModelError
+from pipeline.geometry import ImageGeometry
 from pipeline.types import VisionOutput, VisionRequest
 
 log = logging.getLogger(__name__)
-
-
-class GenerationTimeout(ModelError):
-    """The caller's time limit passed before its outputs were ready."""
 
 
 @dataclass(order=True)

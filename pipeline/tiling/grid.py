@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 import math
 
-from pipeline.backends import ImageGeometry
+from pipeline.geometry import ImageGeometry
 from pipeline.settings import TilingSettings
-from pipeline.tiling import Pinpoint, TilePlan, place, plan_tokens
+from pipeline.tiling.plan import Pinpoint, TilePlan, place, plan_tokens
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.render_common import (
+from pipeline.render.common import (
     CORRUPT,
     PASSWORD,
     TOO_LARGE,

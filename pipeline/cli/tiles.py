@@ -15,9 +15,16 @@ from typing import Annotated, Any
 import typer
 from PIL import Image
 
-from pipeline.backends import ImageGeometry
-from pipeline.cli import app, build_settings, console, err_console, exits_cleanly
+from pipeline.cli.common import (
+    app,
+    build_settings,
+    cli_overrides,
+    console,
+    err_console,
+    exits_cleanly,
+)
 from pipeline.errors import ConfigError, InputError
+from pipeline.geometry import ImageGeometry
 from pipeline.settings import Settings
 from pipeline.types import PageImage, Tile
 
@@ -46,14 +53,7 @@ def tiles(
     ] = None,
 ) -> None:
     """Write, for each request, the images exactly as the vision tower will receive them."""
-    from pipeline.tiling import check_strategy
-
-    tiling = {"strategy": strategy and check_strategy(strategy), "global_view": global_view}
-    overrides: dict[str, Any] = {"tiling": {k: v for k, v in tiling.items() if v is not None}}
-    if model:
-        overrides["model"] = {"name": model}
-    if dpi:
-        overrides["raster"] = {"dpi": dpi}
+    overrides = cli_overrides(model=model, tiling=strategy, global_view=global_view, dpi=dpi)
     settings = build_settings(None, **overrides)
     try:
         manifest = export_tiles(file, settings, out, page=page)
@@ -79,7 +79,7 @@ def export_tiles(
     """
     from pipeline.backends import create_model
     from pipeline.ingest import ingest_file
-    from pipeline.raster import rasterize
+    from pipeline.render.raster import rasterize
     from pipeline.tiling import tile_document
 
     if not path.is_file():
@@ -127,9 +127,9 @@ def _open(page: PageImage) -> Image.Image:
 def _page_entry(
     page: PageImage, tiles: list[Tile], settings: Settings, geometry: ImageGeometry, out: Path
 ) -> dict[str, Any]:
-    from pipeline.encoder_view import encoder_view, write_view
-    from pipeline.textsize import measure_text
     from pipeline.tiling import whole_page_tokens
+    from pipeline.tiling.inspect import encoder_view, write_view
+    from pipeline.tiling.textsize import measure_text
 
     with Image.open(page.path) as image:
         x_height = measure_text(image).x_height

@@ -10,11 +10,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from pipeline.cli import (
+from pipeline.cli.common import (
     DbOption,
     JsonOption,
     app,
     build_settings,
+    check_names,
+    cli_overrides,
     console,
     err_console,
     exits_cleanly,
@@ -41,15 +43,6 @@ DocOption = Annotated[
     list[str] | None,
     typer.Option("--doc", help="sha256 prefix (6+ hex digits) or file name; repeatable."),
 ]
-
-
-def _model_overrides(model: str | None, backend: str | None, workers: int | None) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-    if model or backend:
-        overrides["model"] = {k: v for k, v in {"name": model, "backend": backend}.items() if v}
-    if workers:
-        overrides["workers"] = workers
-    return overrides
 
 
 @app.command()
@@ -81,7 +74,7 @@ def rerun(
     flow. A successful rerun replaces the current result; the history keeps the old one."""
     from pipeline.reruns import plan_rerun, rerun_overrides, selection_from
 
-    overrides = _model_overrides(None, backend, workers)
+    overrides = cli_overrides(backend=backend, workers=workers)
     settings = build_settings(db, **rerun_overrides(overrides, model))
     selection = selection_from(status, error_category, doc, since, until, schema, model)
     url = settings.db_url.get_secret_value()
@@ -112,7 +105,7 @@ def _run_rerun_flow(
 
     apply_quiet_defaults()
     from flows.rerun import run_rerun
-    from pipeline.cli_output import progress_bar
+    from pipeline.cli.output import progress_bar
 
     with progress_bar(console, enabled=not as_json):
         return run_rerun(parameters, settings)
@@ -148,7 +141,7 @@ def _print_skipped(skipped: list[dict[str, Any]]) -> None:
 
 
 def _print_rerun(result: dict[str, Any], as_json: bool) -> None:
-    from pipeline.cli_output import print_outcomes
+    from pipeline.cli.output import print_outcomes
     from pipeline.runner import Outcome
 
     if as_json:
@@ -205,11 +198,9 @@ def serve(
     """Serve the nightly deployment (cron) and the on-demand rerun deployment until stopped."""
     if not inbox.is_dir():
         raise ConfigError(f"--inbox {str(inbox)!r} is not a folder")
-    overrides = _model_overrides(model, backend, workers)
-    if schema:
-        overrides["schemas"] = [s.strip() for s in schema.split(",") if s.strip()]
+    overrides = cli_overrides(schema=schema, model=model, backend=backend, workers=workers)
     settings = build_settings(db, **overrides)
-    _check_names(settings)
+    check_names(settings, connect=False)  # unknown names fail here, not at 02:00
     url = settings.db_url.get_secret_value()
     open_database(url)  # a broken database stops here, not at 02:00
     os.environ["DOCEXTRACT_DB_URL"] = url  # flow runs inherit it; never a parameter
@@ -238,12 +229,3 @@ def serve(
             "PREFECT_API_URL=http://127.0.0.1:4200/api (or your server's /api URL)"
         )
     serve_deployments(deployments, settings.workers)
-
-
-def _check_names(settings: Settings) -> None:
-    from pipeline.backends import create_model
-    from schemas import get_schema
-
-    for name in settings.schemas:
-        get_schema(name)
-    create_model(settings)  # unknown backend or model names fail here, not at 02:00

@@ -11,16 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.backends import VisionModel
 from pipeline.errors import InputError, ModelError
 from pipeline.prompts import PROMPT_VERSION
-from pipeline.raster import RasterResult
-from pipeline.routing import AUTO, ROUTING_PROMPT_VERSION, Route, route
+from pipeline.render.raster import RasterResult
+from pipeline.routing.classify import AUTO, ROUTING_PROMPT_VERSION, Route, route
 from pipeline.settings import Settings
-from pipeline.store.models import Extraction
+from pipeline.store.queries import stored_provenances
 from pipeline.types import ErrorCategory, ErrorItem
 from schemas import get_schema
 
@@ -81,15 +80,9 @@ def plan_schemas(
 def previous_route(factory: sessionmaker[Session], document_id: int, model_id: str) -> Route | None:
     """The routing decision an earlier run made for this document with this model, if any."""
     with factory() as session:
-        provenances = session.scalars(
-            select(Extraction.provenance).where(
-                Extraction.document_id == document_id,
-                Extraction.model_id == model_id,
-                Extraction.prompt_version == PROMPT_VERSION,
-            )
-        ).all()
+        provenances = stored_provenances(session, document_id, model_id, PROMPT_VERSION)
     for provenance in provenances:
-        stored = (provenance or {}).get("route")
+        stored = provenance.get("route")
         if (
             stored
             and stored.get("schema")

@@ -8,7 +8,7 @@ status, tokens...). The record follows:
   item, linked by `extraction_id` and numbered from 1 in `item`. Containers inside an item are
   JSON text; an empty cell is a null;
 - parquet (pyarrow, `pip install 'docextract[export]'`): `record` as a typed struct column.
-CSV and Parquet columns come from the schema (`pipeline.export_columns`), not from the data, so
+CSV and Parquet columns come from the schema (`pipeline.export.columns`), not from the data, so
 every export of a schema has the same columns; they need the selection to hold one schema.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from pipeline.errors import ConfigError
-from pipeline.export_columns import (
+from pipeline.export.columns import (
     Shape,
     array_paths,
     arrow_type,

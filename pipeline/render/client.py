@@ -1,4 +1,4 @@
-"""The parent's side of the sandboxed render subprocess (`pipeline.render_worker`).
+"""The parent's side of the sandboxed render subprocess (`pipeline.render.worker`).
 
 One worker process serves one document: its description ('info') and then its render steps, one
 JSON request per line on its stdin, each answered by events ending in "done". Starting Python and
@@ -43,7 +43,7 @@ class WorkerCrashed(Exception):
 
 def worker_argv() -> list[str]:
     """The command that starts a render worker."""
-    return [sys.executable, "-m", "pipeline.render_worker"]
+    return [sys.executable, "-m", "pipeline.render.worker"]
 
 
 class Workers:

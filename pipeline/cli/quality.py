@@ -13,14 +13,16 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from pipeline.cli import (
+from pipeline.cli.common import (
     DbOption,
     JsonOption,
     app,
     build_settings,
+    cli_overrides,
     console,
     err_console,
     exits_cleanly,
+    names_option,
 )
 from pipeline.errors import ConfigError, InputError, ModelError
 from pipeline.evaluation import Case, GroundTruth, SchemaReport, evaluate, load_ground_truth
@@ -37,22 +39,13 @@ ModelOption = Annotated[
 BackendOption = Annotated[str | None, typer.Option(help="Backend name (default: from the model).")]
 
 
-def _names(option: str | None) -> list[str]:
-    return [s.strip() for s in (option or "").split(",") if s.strip()]
-
-
-def _model_overrides(model: str | None, backend: str | None) -> dict[str, Any]:
-    values = {k: v for k, v in {"name": model, "backend": backend}.items() if v}
-    return {"model": values} if values else {}
-
-
 @app.command("schemas")
 @exits_cleanly
 def schemas_command(schema: SchemaOption = None, as_json: JsonOption = False) -> None:
     """List the available schemas with their versions (and custom ones given with --schema)."""
     from schemas import BUILT_INS, get_schema, known_schemas
 
-    for name in _names(schema):
+    for name in names_option(schema):
         get_schema(name)  # loads (and registers) a custom schema, or says what is wrong with it
     rows = [
         {
@@ -98,10 +91,10 @@ def eval_command(
             f"no ground truth in {str(directory)!r}: put NAME.json beside NAME.pdf, holding "
             '{"records": {"invoice": {...}}} (see the README, "Evaluating").'
         )
-    selected = _names(schema) or list(dict.fromkeys(n for t in truths for n in t.records))
+    selected = names_option(schema) or list(dict.fromkeys(n for t in truths for n in t.records))
     if "auto" in selected:
         raise ConfigError("eval scores named schemas; give them with --schema instead of auto.")
-    overrides = _model_overrides(model, backend)
+    overrides = cli_overrides(model=model, backend=backend)
     with _database(db) as url:
         settings = build_settings(url, schemas=selected, **overrides)
         cases = _run_and_collect(truths, selected, overrides, settings, as_json)
@@ -145,7 +138,7 @@ def _run_and_collect(
     """Extract each document with the selected schemas it has truth for (one flow run per set
     of schemas), then read each stored record back."""
     from pipeline.backends import create_model
-    from pipeline.cli_output import progress_bar
+    from pipeline.cli.output import progress_bar
     from pipeline.store.db import open_database, session_factory
     from schemas import get_schema
 
@@ -271,14 +264,14 @@ def ask(
     from pipeline.asking import check_question
     from pipeline.backends import get_model
     from pipeline.ingest import ingest_file
-    from pipeline.raster import rasterize
+    from pipeline.render.raster import rasterize
 
     if not file.is_file():
         raise ConfigError(f"no such file: {str(file)!r}")
     problem = check_question(question)
     if problem:
         raise ConfigError(problem)
-    settings = build_settings(None, **_model_overrides(model, backend))
+    settings = build_settings(None, **cli_overrides(model=model, backend=backend))
     try:
         raster = rasterize(
             ingest_file(file, settings.raster), settings.raster, settings.page_cache_dir

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.render_common import (
+from pipeline.render.common import (
     CONFIG,
     CORRUPT,
     PASSWORD,

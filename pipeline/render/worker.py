@@ -1,10 +1,10 @@
-"""The sandboxed render subprocess: `python -m pipeline.render_worker`.
+"""The sandboxed render subprocess: `python -m pipeline.render.worker`.
 
 Untrusted files are opened only here, never in the batch process: a renderer that crashes,
 allocates without bound or loops forever takes down this process alone, which the parent
-(`pipeline.raster`) kills on a wall-clock deadline. The address-space cap (`RLIMIT_AS`) is set
-before any renderer is imported and is inherited by poppler's `pdfinfo`/`pdftoppm`. Renderers and
-Pillow are imported only when a request needs them, so the process starts in ~40 ms.
+(`pipeline.render.raster`) kills on a wall-clock deadline. The address-space cap (`RLIMIT_AS`) is
+set before any renderer is imported and is inherited by poppler's `pdfinfo`/`pdftoppm`. Renderers
+and Pillow are imported only when a request needs them, so the process starts in ~40 ms.
 
 Protocol: JSON requests on stdin, one per line, handled in turn until stdin closes (the parent
 sends a document's 'info' request, then its 'render' request); JSON lines on stdout, one event
@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline.render_common import (
+from pipeline.render.common import (
     CONFIG,
     CORRUPT,
     PASSWORD,
@@ -56,7 +56,7 @@ _EXIF_ROTATION = {3: 180, 4: 180, 5: 90, 6: 90, 7: 270, 8: 270}  # clockwise, as
 _WIDE_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 # Each module has `describe(path, password, max_pages)` and `render(req, step, emit)`; it is
 # imported when a request names it, so that a worker loads one renderer's code, not both.
-_PDF_RENDERERS = {"poppler": "pipeline.render_poppler", "pdfium": "pipeline.render_pdfium"}
+_PDF_RENDERERS = {"poppler": "pipeline.render.poppler", "pdfium": "pipeline.render.pdfium"}
 # When both renderers fail to open a file, the more telling reason is the document's.
 _TELLING = (CONFIG, PASSWORD, ZERO_PAGES)
 

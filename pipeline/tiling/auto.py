@@ -1,7 +1,7 @@
 """The `auto` tiling strategy: tiles sized so the page's small print stays legible.
 
-1. Measure the page (`pipeline.textsize`): the x-height of its small print, the height of a text
-   line, and the bands of rows that hold ink.
+1. Measure the page (`pipeline.tiling.textsize`): the x-height of its small print, the height of
+   a text line, and the bands of rows that hold ink.
 2. The scale the vision tower needs: `target_x_height_px` (for a 336 px tile; scaled with the
    model's tile size) over the measured x-height, never above native resolution. If the
    processor's own whole-page resize already reaches it, the page is one `anyres` tile.
@@ -25,17 +25,10 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from pipeline.backends import ImageGeometry
+from pipeline.geometry import ImageGeometry, whole_page_scale
 from pipeline.settings import TilingSettings
-from pipeline.textsize import TextMeasure, measure_text
-from pipeline.tiling import (
-    Pinpoint,
-    TilePlan,
-    pinpoint_tokens,
-    place,
-    plan_tokens,
-    whole_page_scale,
-)
+from pipeline.tiling.plan import Pinpoint, TilePlan, pinpoint_tokens, place, plan_tokens
+from pipeline.tiling.textsize import TextMeasure, measure_text
 from pipeline.types import Box
 
 REFERENCE_TILE_PX = 336  # `target_x_height_px` is given for CLIP-L/14 at 336 px tiles

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.backends import ImageGeometry
+from pipeline.geometry import ImageGeometry
 from pipeline.types import Box
 
 

@@ -1,0 +1,18 @@
+"""The `docextract` command line: one Typer app, one module per command group.
+
+- `common`: the app, shared options, the error-to-exit-code mapping, options -> settings
+- `run`: run, status, show, db upgrade;  `ops`: rerun, export, serve
+- `quality`: schemas, eval, ask;  `scale`: pool deploy / run;  `tiles`: what the model sees
+- `output`: tables and JSON for the terminal
+"""
+
+import sys
+
+from pipeline.cli import ops, quality, run, scale, tiles  # noqa: F401  (they register commands)
+from pipeline.cli.common import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    sys.exit(app())

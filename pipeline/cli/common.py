@@ -1,0 +1,135 @@
+"""What every command shares: the Typer app, common options, error-to-exit-code mapping, and
+the one conversion from command-line options to settings (with the one name check).
+
+Exit codes: 0 the run worked (documents that failed are data, listed in the summary);
+2 a configuration error; 3 the database is unreachable or out of date; 1 anything else.
+Prefect is imported only by the commands that run flows.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from pipeline.backends import create_model
+from pipeline.errors import ConfigError, StoreError
+from pipeline.render.passwords import load_passwords
+from pipeline.routing import AUTO
+from pipeline.settings import Settings
+from pipeline.tiling import check_strategy
+from schemas import get_schema
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Extract validated records from business documents with LLaVA-NeXT.",
+)
+db_app = typer.Typer(no_args_is_help=True, help="Database schema commands.")
+app.add_typer(db_app, name="db")
+# Tables stay readable when the output goes to a file or CI log (rich assumes 80 columns there).
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="SQLAlchemy URL (default: DOCEXTRACT_DB_URL or sqlite:///docextract.db).",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+def exits_cleanly(command: F) -> F:
+    """Map the error tree onto exit codes with a one-line message that says what to do."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ConfigError as exc:
+            err_console.print(f"[bold red]configuration error:[/] {exc}")
+            raise typer.Exit(2) from None
+        except StoreError as exc:
+            err_console.print(f"[bold red]database error:[/] {exc}")
+            raise typer.Exit(3) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def build_settings(db: str | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment, with command-line values on top."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if db:
+        values["db_url"] = db
+    try:
+        return Settings(**values)
+    except ValueError as exc:
+        raise ConfigError(f"invalid setting: {exc}") from None
+
+
+def names_option(value: str | None) -> list[str]:
+    """A comma-separated option ("invoice, form") as a list of names."""
+    return [s.strip() for s in (value or "").split(",") if s.strip()]
+
+
+def cli_overrides(
+    *,
+    schema: str | None = None,
+    model: str | None = None,
+    backend: str | None = None,
+    base_url: str | None = None,
+    workers: int | None = None,
+    tiling: str | None = None,
+    global_view: bool | None = None,
+    dpi: int | None = None,
+    passwords: Path | None = None,
+) -> dict[str, Any]:
+    """The settings overrides that command-line options stand for, for every command.
+
+    These are non-secret values: they travel as flow parameters and show in Prefect's UI. A
+    passwords file is checked here (a missing or malformed one stops the command before any
+    work) and passed on as its path, never its contents.
+    """
+    overrides: dict[str, Any] = {}
+    if schema:
+        overrides["schemas"] = names_option(schema)
+    if base_url and not backend:
+        backend = "openai"  # a server given without a backend can only mean this one
+    chosen = {"name": model, "backend": backend, "base_url": base_url}
+    if any(chosen.values()):
+        overrides["model"] = {k: v for k, v in chosen.items() if v}
+    if workers is not None:
+        overrides["workers"] = workers
+    if passwords:
+        load_passwords(passwords)
+        overrides["passwords_file"] = str(passwords.resolve())
+    chosen_tiling = {"strategy": tiling and check_strategy(tiling), "global_view": global_view}
+    if any(v is not None for v in chosen_tiling.values()):
+        overrides["tiling"] = {k: v for k, v in chosen_tiling.items() if v is not None}
+    if dpi:
+        overrides["raster"] = {"dpi": dpi}
+    return overrides
+
+
+def check_names(settings: Settings, *, connect: bool = True) -> None:
+    """Fail at once on an unknown schema, backend or model name (`auto` is a schema choice, its
+    candidates are checked); with `connect`, a model server that is down stops the command too."""
+    names = list(settings.schemas)
+    if AUTO in names:
+        names += settings.routing.candidates
+    for name in names:
+        if name != AUTO:
+            get_schema(name)
+    model = create_model(settings)  # unknown backend or model names fail here, before any work
+    if connect and getattr(model, "batches_itself", False):
+        model.load()  # a remote server that is down, or lacks the model, stops the run now
