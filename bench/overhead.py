@@ -61,16 +61,18 @@ def make_inbox(folder: Path, documents: int, pages: int) -> None:
 
 
 def instrument() -> None:
-    import pipeline.extraction as extraction
+    import pipeline.extraction.run as extraction
     import pipeline.runner as runner
+    import pipeline.steps as steps
+    import pipeline.tiling.page as tiling
 
     runner.ingest_file = timed("ingest (hash, sniff)", runner.ingest_file)
-    runner._rasterize = timed("rasterize (subprocess, PNG cache)", runner._rasterize)
-    runner.repo.register_document = timed("store: register", runner.repo.register_document)
-    runner.repo.claim = timed("store: claim", runner.repo.claim)
-    runner.repo.record_pages = timed("store: pages", runner.repo.record_pages)
-    runner.repo.save_outcome = timed("store: outcome", runner.repo.save_outcome)
-    extraction.tile_page = timed("tile (load page, cut tiles)", extraction.tile_page)
+    steps.rasterize = timed("rasterize (subprocess, PNG cache)", steps.rasterize)
+    steps.repo.register_document = timed("store: register", steps.repo.register_document)
+    steps.repo.claim = timed("store: claim", steps.repo.claim)
+    steps.repo.record_pages = timed("store: pages", steps.repo.record_pages)
+    steps.repo.save_outcome = timed("store: outcome", steps.repo.save_outcome)
+    tiling.tile_page = timed("tile (cut tiles)", tiling.tile_page)
     extraction.parse_answer = timed("validate (Pydantic)", extraction.parse_answer)
     extraction.extraction_prompt = timed("prompt", extraction.extraction_prompt)
 

@@ -39,7 +39,7 @@ from throughput import draw_pages  # same pages as bench/throughput.py
 from pipeline.backends.batching import BatchingModel
 from pipeline.backends.openai import OpenAIVisionModel
 from pipeline.backends.tiny import build_tiny_random
-from pipeline.extraction import ExtractionResult, extract
+from pipeline.extraction import Extracted, extract
 from pipeline.settings import Settings
 from pipeline.types import PageImage, VisionRequest
 from schemas.invoice import Invoice
@@ -90,13 +90,13 @@ def settings_for(args: argparse.Namespace, url: str, name: str, in_flight: int) 
     )
 
 
-def measure(pages: list[PageImage], settings: Settings) -> tuple[float, list[ExtractionResult]]:
+def measure(pages: list[PageImage], settings: Settings) -> tuple[float, list[Extracted]]:
     """Seconds to extract `pages`, split over batch_size documents extracted at once."""
     inner = OpenAIVisionModel(settings.model)
     model = BatchingModel(inner, max_batch=settings.model.batch_size, max_wait_s=0.01)
     documents = settings.model.batch_size
     per_doc = [pages[i::documents] for i in range(documents) if pages[i::documents]]
-    results: list[ExtractionResult] = []
+    results: list[Extracted] = []
     lock = threading.Lock()
 
     def work(doc_pages: list[PageImage]) -> None:
@@ -160,7 +160,7 @@ def run(
         f"server: {server}; {len(pages)} A4 pages at 200 DPI; max_new_tokens "
         f"{args.max_new_tokens}; best of {args.repeats}"
     )
-    best: dict[int, tuple[float, list[ExtractionResult]]] = {}
+    best: dict[int, tuple[float, list[Extracted]]] = {}
     for repeat in range(args.repeats):
         for n in levels:
             seconds, results = measure(pages, settings_for(args, url, name, n))

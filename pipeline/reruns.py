@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.errors import ConfigError, InputError
 from pipeline.ingest import IngestedFile, hash_file
 from pipeline.prompts import PROMPT_VERSION
+from pipeline.render.raster import cache_complete
 from pipeline.runner import Registered, register
 from pipeline.settings import Settings
 from pipeline.store.models import Document, Extraction
@@ -198,8 +199,9 @@ def locate(
     for path in paths:
         if _holds(Path(path), sha256):
             return register(factory, Path(path), settings)
-    if media_type and page_cache_complete(sha256, media_type, size, settings):
-        return Registered(document_id, sha256, paths[0] if paths else "", None)
+    cached = IngestedFile(Path(paths[0] if paths else ""), sha256, media_type or "", size)
+    if media_type and page_cache_complete(cached, settings):
+        return Registered(document_id, cached, None)
     where = f"last seen as {paths[0]!r}" if paths else "no path recorded"
     return (
         f"source file not found ({where}; {len(paths)} known path(s) missing or changed) and "
@@ -217,10 +219,7 @@ def _holds(path: Path, sha256: str) -> bool:
         return False
 
 
-def page_cache_complete(sha256: str, media_type: str, size: int, settings: Settings) -> bool:
+def page_cache_complete(file: IngestedFile, settings: Settings) -> bool:
     """True when every page of the document is cached as the rasterizer would render it now,
     so extraction needs no source file."""
-    from pipeline.render.raster import cache_complete
-
-    file = IngestedFile(Path("(cached)"), sha256, media_type, size)
     return cache_complete(file, settings.raster, settings.page_cache_dir)

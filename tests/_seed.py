@@ -85,7 +85,7 @@ def seed(
         fields: dict[str, Any] = {"status": status, "record": record, "pages_total": 1}
         if category:
             fields.update(error_category=category, error_message=f"{category} on {name}")
-        assert repo.save_outcome(session, extraction.id, "seeder", fields)
+        assert repo.save_outcome(session, extraction.id, "seeder", repo.ExtractionOutcome(**fields))
         if updated_at is not None:
             session.execute(
                 update(Extraction)

@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _extract import extract_final
 from _openai_stub import (
     STUB_MODEL,
     ImagePart,
@@ -49,7 +50,6 @@ from pipeline.backends.openai_wire import retry_after_s
 from pipeline.backends.tiny import TINY_GEOMETRY, build_tiny_random
 from pipeline.cli import app
 from pipeline.errors import ConfigError, GenerationTimeout, ModelError
-from pipeline.extraction import extract
 from pipeline.geometry import anyres_image_tokens
 from pipeline.runner import process, register
 from pipeline.settings import ModelSettings, Settings
@@ -359,7 +359,7 @@ def test_extraction_through_transformers_serve_reasks_then_fails_invalid_output(
     pages = [make_page(tmp_path / "pages", 1, size=(400, 520))]
     model = get_model(settings)  # as a run builds it: the registry, behind BatchingModel
     try:
-        result = extract(pages, Invoice, model, settings)
+        result = extract_final(pages, Invoice, model, settings)
     finally:
         forget_loaded_models()
     # The server ignores response_format: the random model's text is never a valid invoice,

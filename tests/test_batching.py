@@ -7,13 +7,13 @@ import time
 from pathlib import Path
 
 import pytest
+from _extract import extract_final
 from conftest import make_page
 from PIL import Image
 
 from pipeline.backends.batching import BatchingModel
 from pipeline.backends.scripted import ScriptedModel
 from pipeline.errors import GenerationTimeout, ModelError
-from pipeline.extraction import extract
 from pipeline.settings import Settings
 from pipeline.types import ErrorCategory, Status, VisionRequest
 from schemas.invoice import Invoice
@@ -171,7 +171,7 @@ def test_a_document_over_its_time_limit_fails_its_pages_as_timeout(
     settings.model.batch_size = 1
     model = BatchingModel(ScriptedModel(slow), max_batch=1, max_wait_s=0.0)
     pages = [make_page(tmp_path / str(n), n) for n in (1, 2, 3)]
-    result = extract(pages, Invoice, model, settings, timeout_s=0.3)
+    result = extract_final(pages, Invoice, model, settings, timeout_s=0.3)
     assert result.status is Status.FAILED
     assert result.error_category is ErrorCategory.TIMEOUT
     assert sorted(e.page for e in result.errors) == [1, 2, 3]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _extract import extract_final
 from conftest import make_page
 from typer.testing import CliRunner
 
@@ -18,7 +19,6 @@ from pipeline.backends.grammar import compile_json_schema
 from pipeline.backends.scripted import ScriptedModel
 from pipeline.cli import app
 from pipeline.errors import ConfigError
-from pipeline.extraction import extract
 from pipeline.prompts import extraction_prompt
 from pipeline.settings import Settings
 from pipeline.types import Status
@@ -232,11 +232,11 @@ def test_the_pipeline_extracts_a_custom_schema(tmp_path: Path, settings: Setting
     receipt = get_schema(write_schema(tmp_path / "receipt.json", RECEIPT))
     reply = {"merchant": "Migros", "date": None, "total": "23.45", "payment": None, "items": []}
     model = ScriptedModel.from_replies([json.dumps(reply), json.dumps({**reply, "total": None})])
-    result = extract([make_page(tmp_path / "p", 1)], receipt, model, settings)
+    result = extract_final([make_page(tmp_path / "p", 1)], receipt, model, settings)
     assert result.status is Status.SUCCEEDED and result.record == {**reply, "total": 23.45}
     assert model.requests[0].json_schema == receipt.grammar_schema()
     assert result.schema_name == "receipt" and result.schema_version == receipt.schema_version
-    second = extract([make_page(tmp_path / "q", 1)], receipt, model, settings)
+    second = extract_final([make_page(tmp_path / "q", 1)], receipt, model, settings)
     assert second.status is Status.NEEDS_REVIEW
     assert second.review_reasons == ["required field 'total' is missing"]
 

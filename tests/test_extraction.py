@@ -7,11 +7,11 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from _extract import extract_final
 from conftest import is_red, make_page
 
 from pipeline.backends.scripted import ScriptedModel
 from pipeline.errors import ModelError
-from pipeline.extraction import extract
 from pipeline.settings import Settings
 from pipeline.types import ErrorCategory, ErrorItem, PageImage, Status, VisionRequest
 from schemas.invoice import Invoice
@@ -35,7 +35,7 @@ def answer(**changes: object) -> str:
 
 def test_valid_answer_succeeds_and_keeps_raw_text(tmp_path: Path, settings: Settings) -> None:
     model = ScriptedModel.from_replies([answer()])
-    result = extract([make_page(tmp_path, 1)], Invoice, model, settings)
+    result = extract_final([make_page(tmp_path, 1)], Invoice, model, settings)
     assert result.status is Status.SUCCEEDED
     assert result.record is not None and result.record["total"] == "119.00"
     assert [c.text for c in result.calls] == [answer()]
@@ -46,7 +46,7 @@ def test_invalid_json_is_reasked_with_the_validation_error(
     tmp_path: Path, settings: Settings
 ) -> None:
     model = ScriptedModel.from_replies([answer(issue_date="not a date"), answer()])
-    result = extract([make_page(tmp_path, 1)], Invoice, model, settings)
+    result = extract_final([make_page(tmp_path, 1)], Invoice, model, settings)
     assert result.status is Status.SUCCEEDED
     first, second = model.requests
     assert "rejected" not in first.prompt
@@ -57,7 +57,7 @@ def test_invalid_json_is_reasked_with_the_validation_error(
 
 def test_truncated_answer_counts_as_invalid(tmp_path: Path, settings: Settings) -> None:
     model = ScriptedModel.from_replies([(answer()[:40], "length"), answer()])
-    result = extract([make_page(tmp_path, 1)], Invoice, model, settings)
+    result = extract_final([make_page(tmp_path, 1)], Invoice, model, settings)
     assert result.status is Status.SUCCEEDED
     assert "cut off" in model.requests[1].prompt
 
@@ -65,7 +65,7 @@ def test_truncated_answer_counts_as_invalid(tmp_path: Path, settings: Settings) 
 def test_reasks_are_bounded_and_end_failed(tmp_path: Path, settings: Settings) -> None:
     settings.extraction.max_reasks = 2
     model = ScriptedModel.from_replies(["{not json"] * 3)
-    result = extract([make_page(tmp_path, 1)], Invoice, model, settings)
+    result = extract_final([make_page(tmp_path, 1)], Invoice, model, settings)
     assert len(model.requests) == 3
     assert result.status is Status.FAILED
     assert result.error_category is ErrorCategory.INVALID_OUTPUT
@@ -74,7 +74,7 @@ def test_reasks_are_bounded_and_end_failed(tmp_path: Path, settings: Settings) -
 
 def test_rule_failure_gives_needs_review_with_reason(tmp_path: Path, settings: Settings) -> None:
     model = ScriptedModel.from_replies([answer(total="150.00")])
-    result = extract([make_page(tmp_path, 1)], Invoice, model, settings)
+    result = extract_final([make_page(tmp_path, 1)], Invoice, model, settings)
     assert result.status is Status.NEEDS_REVIEW
     assert any("!= total 150.00" in r for r in result.review_reasons)
 
@@ -87,7 +87,7 @@ def fails_on_red_pages(request: VisionRequest, number: int) -> str:
 def test_page_failures_within_budget_are_partial(tmp_path: Path, settings: Settings) -> None:
     settings.extraction.max_reasks = 0
     pages = [make_page(tmp_path / "a", 1), make_page(tmp_path / "b", 2, background="red")]
-    result = extract(pages, Invoice, ScriptedModel(fails_on_red_pages), settings)
+    result = extract_final(pages, Invoice, ScriptedModel(fails_on_red_pages), settings)
     assert result.status is Status.PARTIAL
     assert result.pages_failed == 1 and result.errors[0].page == 2
     assert result.record is not None
@@ -100,7 +100,7 @@ def test_page_failures_beyond_budget_are_failed(tmp_path: Path, settings: Settin
         make_page(tmp_path / "b", 2, background="red"),
         make_page(tmp_path / "c", 3, background="red"),
     ]
-    result = extract(pages, Invoice, ScriptedModel(fails_on_red_pages), settings)
+    result = extract_final(pages, Invoice, ScriptedModel(fails_on_red_pages), settings)
     assert result.status is Status.FAILED
     assert result.pages_failed == 2
 
@@ -108,7 +108,7 @@ def test_page_failures_beyond_budget_are_failed(tmp_path: Path, settings: Settin
 def test_render_errors_count_against_the_budget(tmp_path: Path, settings: Settings) -> None:
     model = ScriptedModel.from_replies([answer()])
     render_error = ErrorItem(ErrorCategory.CORRUPT, "page 2 could not be rendered", 2)
-    result = extract(
+    result = extract_final(
         [make_page(tmp_path, 1)], Invoice, model, settings, page_count=2, page_errors=[render_error]
     )
     assert result.status is Status.PARTIAL
@@ -134,7 +134,7 @@ def test_line_items_across_pages_are_joined_without_repeats(
     )
     model = ScriptedModel.from_replies([page1, page2])
     pages = [make_page(tmp_path / "a", 1), make_page(tmp_path / "b", 2)]
-    result = extract(pages, Invoice, model, settings)
+    result = extract_final(pages, Invoice, model, settings)
     assert result.record is not None
     assert [i["description"] for i in result.record["line_items"]] == ["A", "B"]
     assert result.record["invoice_number"] == "INV-1" and result.record["total"] == "20.00"
@@ -158,7 +158,7 @@ def test_a_failing_batch_is_split_and_only_the_bad_request_fails(
         for n in range(1, 5)
     ]
     model = ScriptedModel(script)  # type: ignore[arg-type]
-    result = extract(pages, Invoice, model, settings)
+    result = extract_final(pages, Invoice, model, settings)
     assert result.status is Status.PARTIAL
     assert [e.category for e in result.errors] == [ErrorCategory.MODEL_ERROR]
     assert result.errors[0].page == 3
@@ -169,7 +169,7 @@ def test_batches_respect_batch_size(tmp_path: Path, settings: Settings) -> None:
     settings.model.batch_size = 2
     pages = [make_page(tmp_path / str(n), n) for n in range(1, 6)]
     model = ScriptedModel.from_replies([answer()] * 5)
-    extract(pages, Invoice, model, settings)
+    extract_final(pages, Invoice, model, settings)
     assert model.batches == [2, 2, 1]
 
 
@@ -198,7 +198,7 @@ def test_the_next_pages_are_cut_while_the_model_generates(
         return answer()
 
     settings.model.batch_size = 1
-    result = extract(Pages(), Invoice, ScriptedModel(reply), settings)
+    result = extract_final(Pages(), Invoice, ScriptedModel(reply), settings)
     assert overlapped == [True]
     assert result.pages_failed == 0 and result.record is not None
 
@@ -220,7 +220,7 @@ def test_a_document_sends_its_next_page_before_the_answer_for_the_first(
 
     settings.model.batch_size = 1
     pages = [make_page(tmp_path / str(n), n) for n in (1, 2)]
-    result = extract(pages, Invoice, ScriptedModel(reply), settings)
+    result = extract_final(pages, Invoice, ScriptedModel(reply), settings)
     assert answered_after_page_2 == [True]
     assert result.pages_failed == 0 and result.record is not None
     assert [call.page for call in result.calls] == [1, 2]  # in page order, not answer order

@@ -8,12 +8,12 @@ import re
 from pathlib import Path
 from typing import Any, ClassVar
 
+from _extract import extract_final
 from PIL import Image
 from pydantic import Field
 from test_tiling import text_page
 
 from pipeline.backends.scripted import ScriptedModel
-from pipeline.extraction import extract
 from pipeline.settings import Settings
 from pipeline.types import PageImage, Status, VisionRequest
 from schemas.base import ExtractionSchema
@@ -185,7 +185,7 @@ def test_extract_joins_a_row_split_across_stacked_tiles(tmp_path: Path, settings
         "total": "23.00",
     }
     model = ScriptedModel(by_part({1: upper, 2: lower}))
-    result = extract([tall_page(tmp_path)], Invoice, model, settings)
+    result = extract_final([tall_page(tmp_path)], Invoice, model, settings)
     assert len(model.requests) == 2
     assert "part 1 of 2 of page 1" in model.requests[0].prompt
     assert result.status is Status.SUCCEEDED, result.review_reasons
@@ -214,7 +214,7 @@ def test_extract_with_auto_tiles_and_global_view(tmp_path: Path, settings: Setti
         return json.dumps(header if part.group(1) == "1" else rows)
 
     model = ScriptedModel(script)
-    result = extract([tall_page(tmp_path, text_page(44))], Invoice, model, settings)
+    result = extract_final([tall_page(tmp_path, text_page(44))], Invoice, model, settings)
     assert len(model.requests) >= 3 and "whole of page 1" in model.requests[-1].prompt
     record = result.record
     assert record is not None and record["invoice_number"] == "INV-6"
@@ -227,6 +227,6 @@ def test_a_reask_keeps_the_tile_note(tmp_path: Path, settings: Settings) -> None
     settings.tiling.grid_rows, settings.tiling.grid_cols = 2, 1
     answers = iter(["{broken", json.dumps({"invoice_number": "X"}), json.dumps({"total": "1.00"})])
     model = ScriptedModel(lambda request, number: next(answers))
-    extract([tall_page(tmp_path)], Invoice, model, settings)
+    extract_final([tall_page(tmp_path)], Invoice, model, settings)
     reask = model.requests[-1].prompt
     assert "rejected" in reask and PART.search(reask) is not None

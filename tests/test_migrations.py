@@ -98,7 +98,9 @@ def test_upgrade_from_0001_keeps_the_data_and_the_app_refuses_until_then(db_url:
         unit = repo.UnitOfWork(1, "invoice", "1.0", "m", "1")
         again = repo.claim(session, unit, "w", lease=timedelta(hours=1), redo=[Status.FAILED])
         assert again is not None and again.attempts == 2
-        assert repo.save_outcome(session, again.id, "w", {"status": "succeeded", "record": {}})
+        assert repo.save_outcome(
+            session, again.id, "w", repo.ExtractionOutcome("succeeded", record={})
+        )
     assert cli.invoke(app, ["status", "--db", db_url]).exit_code == 0
 
 

@@ -13,7 +13,8 @@ from conftest import make_page
 
 from pipeline.backends.scripted import ScriptedModel
 from pipeline.errors import InputError
-from pipeline.extraction import add_page_errors, extract
+from pipeline.extraction import extract
+from pipeline.finalize import finalize
 from pipeline.render.pagestream import PageStream, Render
 from pipeline.render.raster import RasterResult
 from pipeline.settings import Settings
@@ -107,8 +108,11 @@ def test_a_page_that_failed_to_render_is_a_render_error_not_a_timeout(
     pages = [make_page(tmp_path, n) for n in (1, 3)]
     crash = ErrorItem(ErrorCategory.RENDER_CRASH, "page 2: the renderer crashed", 2)
     stream = PageStream(rendering(pages, 3, [crash]))
-    result = extract(stream, Invoice, ScriptedModel(invoice), settings, timeout_s=60)
-    add_page_errors(result, stream.result().page_count, stream.result().errors, settings)
+    extracted = extract(stream, Invoice, ScriptedModel(invoice), settings, timeout_s=60)
+    raster = stream.result()
+    result = finalize(
+        extracted, settings, page_count=raster.page_count, render_errors=raster.errors
+    )
     assert result.pages_total == 3
     assert [(e.page, e.category) for e in result.errors] == [(2, ErrorCategory.RENDER_CRASH)]
     assert result.status is Status.PARTIAL
@@ -136,11 +140,14 @@ def test_pages_still_rendering_at_the_deadline_fail_as_timeout(
     extraction_ended = threading.Timer(3.0, release.set)  # a safety net: never hang the test
     extraction_ended.start()
     try:
-        result = extract(stream, Invoice, ScriptedModel(slow), settings, timeout_s=0.6)
+        extracted = extract(stream, Invoice, ScriptedModel(slow), settings, timeout_s=0.6)
     finally:
         release.set()
         extraction_ended.cancel()
-    add_page_errors(result, stream.result().page_count, stream.result().errors, settings)
+    raster = stream.result()
+    result = finalize(
+        extracted, settings, page_count=raster.page_count, render_errors=raster.errors
+    )
     timed_out = sorted(e.page for e in result.errors if e.category is ErrorCategory.TIMEOUT)
     assert 3 in timed_out and 1 not in timed_out
     assert result.pages_total == 3
@@ -169,4 +176,4 @@ def test_tiles_at_hand_go_to_the_model_while_the_next_page_renders(
     result = extract(PageStream(render), Invoice, model, settings, timeout_s=60)
     assert time.monotonic() - started < 5, "page 1 waited for page 2 to fill the batch"
     assert model.batches[0] == 1 and sum(model.batches) == 2
-    assert result.record is not None and result.pages_failed == 0
+    assert result.record is not None and not result.problems

@@ -220,7 +220,9 @@ def test_a_failed_rerun_keeps_the_earlier_record(factory: Any, tmp_path: Path) -
         )
         again = repo.claim(session, unit, "w", lease=timedelta(hours=1), redo=[Status.NEEDS_REVIEW])
         assert again is not None
-        failure = {"status": "failed", "error_category": "model_error", "error_message": "OOM"}
+        failure = repo.ExtractionOutcome(
+            "failed", error_category="model_error", error_message="OOM"
+        )
         assert repo.save_outcome(session, again.id, "w", failure)
     with factory() as session:
         row = session.get(Extraction, kept.extraction_id)

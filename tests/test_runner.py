@@ -124,9 +124,9 @@ def test_a_dropped_connection_at_save_is_retried(
 ) -> None:
     from sqlalchemy.exc import OperationalError
 
-    import pipeline.runner as runner
+    import pipeline.steps as steps
 
-    real_save, failures = runner.repo.save_outcome, []
+    real_save, failures = steps.repo.save_outcome, []
 
     def flaky_save(*args: object, **kwargs: object) -> bool:
         if not failures:
@@ -136,8 +136,8 @@ def test_a_dropped_connection_at_save_is_retried(
             )
         return real_save(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(runner.repo, "save_outcome", flaky_save)
-    monkeypatch.setattr(runner, "DB_RETRY_DELAY_S", 0.01)
+    monkeypatch.setattr(steps.repo, "save_outcome", flaky_save)
+    monkeypatch.setattr(steps, "DB_RETRY_DELAY_S", 0.01)
     row = run_one(png(tmp_path), settings, ScriptedModel(empty_answers))
     assert failures and row["status"] == "needs_review"
     factory = session_factory(open_database(settings.db_url.get_secret_value()))

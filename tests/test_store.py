@@ -78,7 +78,9 @@ def test_an_expired_claim_is_taken_over(db_url: str) -> None:
     with factory.begin() as session:  # the dead worker's late result is not written
         extraction = repo.current_extraction(session, unit(doc))
         assert extraction is not None
-        assert not repo.save_outcome(session, extraction.id, "dead-worker", {"status": "succeeded"})
+        assert not repo.save_outcome(
+            session, extraction.id, "dead-worker", repo.ExtractionOutcome("succeeded")
+        )
         assert extraction.claimed_by == "w2"
 
 
@@ -92,7 +94,7 @@ def test_final_units_are_not_redone_unless_asked(db_url: str) -> None:
             session,
             extraction.id,
             "w1",
-            {"status": "failed", "error_category": "model_error", "error_message": "boom"},
+            repo.ExtractionOutcome("failed", error_category="model_error", error_message="boom"),
         )
     with factory.begin() as session:
         assert repo.claim(session, unit(doc), "w1", lease=LEASE) is None
@@ -100,7 +102,7 @@ def test_final_units_are_not_redone_unless_asked(db_url: str) -> None:
         again = repo.claim(session, unit(doc), "w1", lease=LEASE, redo=[Status.FAILED])
         assert again is not None and again.attempts == 2
         assert repo.save_outcome(
-            session, again.id, "w1", {"status": "succeeded", "record": {"total": "1"}}
+            session, again.id, "w1", repo.ExtractionOutcome("succeeded", record={"total": "1"})
         )
     with factory() as session:
         rows = session.scalars(select(Extraction)).all()

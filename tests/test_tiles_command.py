@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+from _extract import extract_final
 from PIL import Image, ImageChops
 from typer.testing import CliRunner
 
 from pipeline.backends import create_model
 from pipeline.cli import app
-from pipeline.extraction import extract
 from pipeline.geometry import anyres_image_tokens
 from pipeline.ingest import ingest_file
 from pipeline.render.raster import rasterize
@@ -144,7 +144,7 @@ def test_tiny_random_reads_auto_tiles_end_to_end(shared_cache_dir: Path) -> None
     model = create_model(settings)
     with Image.open(page.path) as image:
         planned = tile_page(page.number, image.convert("RGB"), settings.tiling, model.geometry)
-    result = extract([page], Invoice, model, settings)
+    result = extract_final([page], Invoice, model, settings)
     assert settings.tiling.strategy == "auto" and len(planned) >= 2
     assert result.status in (Status.SUCCEEDED, Status.NEEDS_REVIEW), result.errors
     Invoice.model_validate(result.record)

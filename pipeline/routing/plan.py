@@ -97,14 +97,11 @@ def previous_route(factory: sessionmaker[Session], document_id: int, model_id: s
     return None
 
 
-def route_review_reason(plan: SchemaPlan, settings: Settings) -> str | None:
+def route_review_reason(route: Route, settings: Settings) -> str | None:
     """A review reason when the routing choice was not confident enough."""
-    chosen = plan.route
-    if chosen is None or chosen.probability is None:
-        return None
-    if chosen.probability >= settings.routing.min_probability:
+    if route.probability is None or route.probability >= settings.routing.min_probability:
         return None
     return (
-        f"routed to {chosen.schema_name!r} with probability {chosen.probability:.2f} "
+        f"routed to {route.schema_name!r} with probability {route.probability:.2f} "
         f"(below {settings.routing.min_probability})"
     )

@@ -8,7 +8,7 @@ cost known before any model runs.
 - `inspect`: what the vision tower receives, for `docextract tiles` and the legibility bench.
 """
 
-from pipeline.tiling.page import DocumentBudget, tile_document, tile_page
+from pipeline.tiling.page import DocumentBudget, open_page, tile_document, tile_page
 from pipeline.tiling.plan import (
     STRATEGIES,
     check_strategy,
@@ -21,6 +21,7 @@ __all__ = [
     "STRATEGIES",
     "DocumentBudget",
     "check_strategy",
+    "open_page",
     "page_budget",
     "tile_document",
     "tile_page",

@@ -1,0 +1,85 @@
+"""What extraction hands on: the raw model calls, the merged record before any decision
+(`Extracted`), and the final result with its one status (`ExtractionResult`, made by
+`pipeline.finalize`)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.types import ErrorCategory, ErrorItem, Status
+from schemas.base import ExtractionSchema
+
+
+@dataclass(frozen=True)
+class ModelCall:
+    """One model answer, kept raw next to the record (what was asked, what came back)."""
+
+    page: int
+    box: tuple[int, int, int, int]
+    attempt: int
+    text: str
+    stop_reason: str
+    image_tokens: int
+    input_tokens: int
+    output_tokens: int
+    seconds: float
+    problem: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__, box=list(self.box))
+
+
+@dataclass
+class Extracted:
+    """The model's answers for one (document, schema), merged, before any status decision.
+
+    `record` is None when no page gave a valid answer. `problems` are the pages that failed in
+    extraction (timeout, model error, no valid answer), one item per page; pages that failed to
+    render are not known here (`finalize` adds them).
+    """
+
+    schema: type[ExtractionSchema]
+    record: ExtractionSchema | None
+    problems: list[ErrorItem] = field(default_factory=list)
+    calls: list[ModelCall] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class ExtractionResult:
+    """Everything stored for one (document, schema) extraction, with its one status."""
+
+    schema_name: str
+    schema_version: str
+    prompt_version: str
+    status: Status
+    record: dict[str, Any] | None
+    review_reasons: list[str] = field(default_factory=list)
+    errors: list[ErrorItem] = field(default_factory=list)
+    calls: list[ModelCall] = field(default_factory=list)
+    pages_total: int = 0
+    pages_failed: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    route: dict[str, Any] | None = None  # the routing decision, when `--schema auto` chose this
+    field_confidence: dict[str, Any] | None = None  # per field path: confidence and evidence
+
+    @property
+    def error_category(self) -> ErrorCategory | None:
+        if self.status in (Status.SUCCEEDED, Status.NEEDS_REVIEW) or not self.errors:
+            return None
+        return Counter(e.category for e in self.errors).most_common(1)[0][0]
+
+    @property
+    def error_message(self) -> str | None:
+        if self.error_category is None:
+            return None
+        return summarize_errors(self.errors)
+
+
+def summarize_errors(errors: Sequence[ErrorItem], limit: int = 3) -> str:
+    parts = [f"page {e.page}: {e.message}" if e.page else e.message for e in errors[:limit]]
+    more = f" (and {len(errors) - limit} more)" if len(errors) > limit else ""
+    return "; ".join(parts) + more
