@@ -16,16 +16,19 @@ from typing import Any
 import torch
 from transformers import (
     AutoTokenizer,
-    CLIPVisionConfig,
-    LlavaNextConfig,
     LlavaNextForConditionalGeneration,
     LlavaNextImageProcessorPil,
     LlavaNextProcessor,
-    MistralConfig,
 )
 
-from pipeline.backends.tiny import CHAT_TEMPLATE, build_tiny_random
+from pipeline.backends.random_llava import (
+    CHAT_TEMPLATE,
+    build_tiny_random,
+    llava_next_config,
+    set_generation_ids,
+)
 from pipeline.backends.transformers import TransformersVisionModel, geometry_of
+from pipeline.geometry import ImageGeometry
 from pipeline.settings import ModelSettings
 
 ARCHITECTURES: dict[str, dict[str, Any]] = {
@@ -70,22 +73,13 @@ def build(arch: str, cache: Path, settings: ModelSettings) -> TransformersVision
     tokenizer_dir = build_tiny_random(cache / "tiny-random-v1")
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     tokenizer.padding_side = "left"
-    ids = {n: tokenizer.convert_tokens_to_ids(n) for n in ("<s>", "</s>", "<pad>", "<image>")}
     spec = ARCHITECTURES[arch]
-    config = LlavaNextConfig(
-        text_config=MistralConfig(
-            vocab_size=32064,
-            max_position_embeddings=32768,
-            sliding_window=None,
-            bos_token_id=ids["<s>"],
-            eos_token_id=ids["</s>"],
-            pad_token_id=ids["<pad>"],
-            **spec["text"],
-        ),
-        vision_config=CLIPVisionConfig(image_size=336, patch_size=14, **spec["vision"]),
-        image_token_index=ids["<image>"],
-        vision_feature_layer=-2,
-        vision_feature_select_strategy="default",
+    config = llava_next_config(
+        tokenizer,
+        vocab_size=32064,
+        text={"max_position_embeddings": 32768, **spec["text"]},
+        vision=spec["vision"],
+        geometry=ImageGeometry(),  # the real checkpoint's 336 px tiles and grid pinpoints
     )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -99,9 +93,7 @@ def build(arch: str, cache: Path, settings: ModelSettings) -> TransformersVision
             ).eval()
     finally:
         torch.set_default_dtype(previous)
-    generation = model.generation_config
-    generation.bos_token_id, generation.eos_token_id = ids["<s>"], ids["</s>"]
-    generation.pad_token_id = ids["<pad>"]
+    set_generation_ids(model, tokenizer)
     processor = LlavaNextProcessor(
         image_processor=LlavaNextImageProcessorPil(
             size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336}

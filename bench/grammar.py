@@ -32,8 +32,8 @@ from pydantic import ValidationError
 from transformers import LogitsProcessorList
 
 from pipeline.backends.grammar import JsonSchemaLogitsProcessor, llg_tokenizer, new_matcher
-from pipeline.backends.tiny import create
 from pipeline.backends.transformers import TransformersVisionModel
+from pipeline.backends.transformers import create_tiny as create
 from pipeline.settings import ModelSettings, Settings
 from pipeline.types import VisionRequest
 from schemas.invoice import Invoice

@@ -35,7 +35,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.backends.batching import BatchingModel
-from pipeline.backends.tiny import build_tiny_random
+from pipeline.backends.random_llava import build_tiny_random
 from pipeline.backends.transformers import TransformersVisionModel
 from pipeline.extraction import extract
 from pipeline.prompts import extraction_prompt

@@ -38,7 +38,7 @@ from throughput import draw_pages  # same pages as bench/throughput.py
 
 from pipeline.backends.batching import BatchingModel
 from pipeline.backends.openai import OpenAIVisionModel
-from pipeline.backends.tiny import build_tiny_random
+from pipeline.backends.random_llava import build_tiny_random
 from pipeline.extraction import Extracted, extract
 from pipeline.settings import Settings
 from pipeline.types import PageImage, VisionRequest

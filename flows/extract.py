@@ -50,12 +50,22 @@ def build_settings(overrides: dict[str, Any] | None) -> Settings:
     return Settings(**overrides)
 
 
-@task(
-    name="extract-document",
-    retries=2,
-    retry_delay_seconds=10,
-    retry_condition_fn=lambda task, run, state: is_infrastructure_fault(state),
-)
+def is_infrastructure_fault(state: Any) -> bool:
+    """Prefect retry condition: database and I/O faults are worth another try, nothing else."""
+    exc = state.result(raise_on_failure=False)
+    return isinstance(exc, OperationalError | OSError)
+
+
+# The one retry policy of every per-document task: infrastructure faults only (a bad document is
+# a stored status, never an exception), twice, 10 s apart.
+INFRASTRUCTURE_RETRIES: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay_seconds": 10,
+    "retry_condition_fn": lambda task, run, state: is_infrastructure_fault(state),
+}
+
+
+@task(name="extract-document", **INFRASTRUCTURE_RETRIES)
 def extract_document(
     path: str, overrides: dict[str, Any], run_id: int, redo: list[str]
 ) -> list[dict[str, Any]]:
@@ -77,12 +87,6 @@ def extract_document(
     for outcome in outcomes:
         progress.emit(progress.ProgressEvent("document_done", path=path, status=outcome.status))
     return [o.to_json() for o in outcomes]
-
-
-def is_infrastructure_fault(state: Any) -> bool:
-    """Prefect retry condition: database and I/O faults are worth another try, nothing else."""
-    exc = state.result(raise_on_failure=False)
-    return isinstance(exc, OperationalError | OSError)
 
 
 @flow(name="docextract-extract", log_prints=False, validate_parameters=True)

@@ -32,7 +32,6 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run as current_flow_run
 from prefect.states import Completed, Failed, State
-from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from flows.extract import build_settings
@@ -40,7 +39,7 @@ from pipeline.errors import ConfigError
 from pipeline.ingest import discover
 from pipeline.settings import Settings
 from pipeline.store.db import safe_url, session_factory, shared_engine
-from pipeline.store.models import Run
+from pipeline.store.queries import run_counts
 
 DEFAULT_CHUNK_SIZE = 50
 DEFAULT_TIMEOUT_S = 8 * 3600.0  # a night
@@ -197,8 +196,7 @@ def recorded_counts(settings: Settings, flow_run_ids: list[str]) -> dict[str, di
     with factory() as session:
         for start in range(0, len(flow_run_ids), _PAGE):
             page = flow_run_ids[start : start + _PAGE]
-            rows = session.scalars(select(Run).where(Run.flow_run_id.in_(page))).all()
-            counts.update({r.flow_run_id: r.counts for r in rows if r.flow_run_id})
+            counts.update(run_counts(session, page))
     return counts
 
 

@@ -15,7 +15,7 @@ from prefect import flow, task
 from prefect.runtime import deployment, flow_run
 from sqlalchemy.orm import Session, sessionmaker
 
-from flows.extract import build_settings, is_infrastructure_fault, runner_for
+from flows.extract import INFRASTRUCTURE_RETRIES, build_settings, runner_for
 from pipeline import progress
 from pipeline.errors import ConfigError, StoreError
 from pipeline.reruns import (
@@ -34,12 +34,7 @@ from pipeline.store.queries import Selection
 from pipeline.types import Status
 
 
-@task(
-    name="rerun-document",
-    retries=2,
-    retry_delay_seconds=10,
-    retry_condition_fn=lambda task, run, state: is_infrastructure_fault(state),
-)
+@task(name="rerun-document", **INFRASTRUCTURE_RETRIES)
 def rerun_document(
     document_id: int,
     units: list[dict[str, Any]],

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipeline.backends import create_model
 from pipeline.errors import ConfigError, InputError
 from pipeline.ingest import IngestedFile, hash_file
 from pipeline.prompts import PROMPT_VERSION
@@ -29,6 +30,7 @@ from pipeline.runner import Registered, register
 from pipeline.settings import Settings
 from pipeline.store.models import Document, Extraction
 from pipeline.store.queries import Selection, last_seen_paths, parse_when, select_extractions
+from schemas import known_schemas
 
 DEFAULT_STATUSES = ("failed",)
 
@@ -78,8 +80,6 @@ def configured_identity(settings: Settings, schema_names: Sequence[str]) -> Iden
     Schemas that are not registered are left out (their units are skipped). Raises ConfigError
     for an unknown backend or model name.
     """
-    from pipeline.backends import create_model
-    from schemas import known_schemas
 
     known = known_schemas()
     versions = {name: known[name].schema_version for name in schema_names if name in known}

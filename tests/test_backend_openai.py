@@ -47,7 +47,7 @@ from pipeline.backends import create_model, forget_loaded_models, get_model
 from pipeline.backends.batching import BatchingModel
 from pipeline.backends.openai import OpenAIVisionModel
 from pipeline.backends.openai_wire import retry_after_s
-from pipeline.backends.tiny import TINY_GEOMETRY, build_tiny_random
+from pipeline.backends.random_llava import TINY_GEOMETRY, build_tiny_random
 from pipeline.cli import app
 from pipeline.errors import ConfigError, GenerationTimeout, ModelError
 from pipeline.geometry import anyres_image_tokens

@@ -21,7 +21,7 @@ from transformers import AutoTokenizer, LlavaNextImageProcessorPil, LlavaNextPro
 
 from pipeline.backends import create_model
 from pipeline.backends.grammar import JsonSchemaLogitsProcessor, compile_json_schema
-from pipeline.backends.tiny import TINY_GEOMETRY, TINY_MODEL_ID, build_tiny_random, is_built
+from pipeline.backends.random_llava import TINY_GEOMETRY, TINY_MODEL_ID, build_tiny_random, is_built
 from pipeline.backends.transformers import TransformersVisionModel, geometry_of
 from pipeline.errors import ConfigError, ModelError
 from pipeline.geometry import ImageGeometry

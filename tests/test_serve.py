@@ -152,3 +152,15 @@ def read_deployments(get_client: Any) -> dict[str, dict[str, Any]]:
                 "parameters": deployment.parameters,
             }
     return found
+
+
+def test_serve_accepts_auto_routing_like_run(tmp_path: Path) -> None:
+    """One name check for every command: `auto` is a schema choice (its candidates are checked),
+    for `serve` as for `run` (the copy serve had refused it as an unknown schema)."""
+    args = ["serve", "--inbox", str(tmp_path), "--backend", "scripted", "--dry-run"]
+    result = CliRunner().invoke(app, [*args, "--schema", "auto"])
+    assert result.exit_code == 0, result.output
+    (nightly, _) = json.loads(result.output)
+    assert nightly["parameters"]["overrides"]["schemas"] == ["auto"]
+    result = CliRunner().invoke(app, [*args, "--schema", "auto,nonsense"])
+    assert result.exit_code == 2 and "nonsense" in result.output

@@ -12,6 +12,7 @@ from PIL import Image, ImageChops
 from typer.testing import CliRunner
 
 from pipeline.backends import create_model
+from pipeline.backends.scripted import ScriptedModel, empty_record_json
 from pipeline.cli import app
 from pipeline.geometry import anyres_image_tokens
 from pipeline.ingest import ingest_file
@@ -151,3 +152,30 @@ def test_tiny_random_reads_auto_tiles_end_to_end(shared_cache_dir: Path) -> None
     first = [c for c in result.calls if c.attempt == 0]
     assert [c.box for c in first] == [t.box for t in planned]
     assert [c.image_tokens for c in first] == [t.image_tokens for t in planned]  # counted
+
+
+def test_tiles_reports_exactly_the_requests_extraction_sends(
+    runner: CliRunner, tmp_path: Path, shared_cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One budget loop: a whole document through `docextract tiles` and through `extract()`
+    (a scripted model keeping each request) gives the same tiles in the same order at the same
+    sizes, under a document budget that makes the pages compete for tokens."""
+    monkeypatch.setenv("DOCEXTRACT_TILING__DOCUMENT_TOKEN_BUDGET", "9000")
+    monkeypatch.setenv("DOCEXTRACT_TILING__GLOBAL_VIEW", "true")
+    manifest = tiles(runner, tmp_path / "tiles")
+    shown = [
+        (r["page"], tuple(r["box"]), tuple(r["input_size"]))
+        for page in manifest["pages"]
+        for r in page["requests"]
+    ]
+    settings = Settings(cache_dir=shared_cache_dir, extraction={"max_reasks": 0})
+    assert settings.tiling.document_token_budget == 9000 and settings.tiling.global_view
+    raster = rasterize(
+        ingest_file(TWO_PAGE, settings.raster), settings.raster, settings.page_cache_dir
+    )
+    model = ScriptedModel(lambda request, number: empty_record_json(request.json_schema))
+    result = extract_final(raster.pages, Invoice, model, settings)
+    assert len(shown) > 2
+    assert [(c.page, tuple(c.box)) for c in result.calls] == [(p, b) for p, b, _ in shown]
+    sent = sorted(request.images[0].size for request in model.requests)
+    assert sent == sorted(size for *_, size in shown)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from pipeline.backends.tiny import TINY_GEOMETRY
+from pipeline.backends.random_llava import TINY_GEOMETRY
 from pipeline.geometry import ImageGeometry, anyres_image_tokens, select_best_resolution
 from pipeline.settings import TilingSettings
 from pipeline.tiling import page_budget, tile_document, tile_page, whole_page_tokens
@@ -201,7 +201,7 @@ def test_tiny_geometry_cuts_the_same_regions_at_a_sixth_of_the_size(dense: Image
 def tokenizer(tmp_path_factory: pytest.TempPathFactory):  # -> PreTrainedTokenizerFast
     from transformers import AutoTokenizer
 
-    from pipeline.backends.tiny import build_tiny_random
+    from pipeline.backends.random_llava import build_tiny_random
 
     folder = build_tiny_random(tmp_path_factory.mktemp("tiny") / "model")
     return AutoTokenizer.from_pretrained(folder, local_files_only=True)

@@ -2,7 +2,7 @@
 
 Static batches through `generate()`: left padding, greedy decoding, one JSON-Schema grammar per
 row (pipeline.backends.grammar), each row cut at its own token cap. All torch/transformers code
-of the in-process path lives here; `tiny.py` only builds a checkpoint folder for it.
+of the in-process path lives here; `random_llava.py` only builds checkpoint folders for it.
 """
 
 from __future__ import annotations
@@ -30,6 +30,12 @@ from transformers import (
 )
 
 from pipeline.backends.grammar import JsonSchemaLogitsProcessor
+from pipeline.backends.random_llava import (
+    TINY_GEOMETRY,
+    TINY_MODEL_ID,
+    build_tiny_random,
+    tiny_model_dir,
+)
 from pipeline.errors import ConfigError, ModelError
 from pipeline.geometry import ImageGeometry, anyres_image_tokens
 from pipeline.settings import MODEL_ALIASES, ModelSettings, Settings
@@ -457,7 +463,18 @@ class _LogprobRecorder:
 def create(settings: Settings) -> TransformersVisionModel:
     """The `transformers` backend for `settings.model.name` (alias, folder, hub id), unloaded."""
     if settings.model.name == "tiny-random":
-        from pipeline.backends.tiny import create as create_tiny
-
         return create_tiny(settings)
     return TransformersVisionModel(resolve_source(settings.model.name), settings.model)
+
+
+def create_tiny(settings: Settings) -> TransformersVisionModel:
+    """The `tiny` backend: this backend on the offline tiny-random folder, built on `load()`."""
+    folder = tiny_model_dir(settings)
+    return TransformersVisionModel(
+        str(folder),
+        settings.model,
+        model_id=TINY_MODEL_ID,
+        geometry=TINY_GEOMETRY,
+        local_files_only=True,
+        prepare=lambda: build_tiny_random(folder),
+    )

@@ -21,7 +21,11 @@ from pipeline.cli.common import (
     err_console,
     exits_cleanly,
 )
+from pipeline.cli.output import print_outcomes, progress_bar
 from pipeline.errors import ConfigError
+from pipeline.export import export
+from pipeline.reruns import plan_rerun, rerun_overrides, selection_from
+from pipeline.runner import Outcome
 from pipeline.settings import Settings
 from pipeline.store.db import open_database, session_factory
 
@@ -72,7 +76,6 @@ def rerun(
 ) -> None:
     """Rerun exactly the selected extractions (default: --status failed) through the Prefect
     flow. A successful rerun replaces the current result; the history keeps the old one."""
-    from pipeline.reruns import plan_rerun, rerun_overrides, selection_from
 
     overrides = cli_overrides(backend=backend, workers=workers)
     settings = build_settings(db, **rerun_overrides(overrides, model))
@@ -105,7 +108,6 @@ def _run_rerun_flow(
 
     apply_quiet_defaults()
     from flows.rerun import run_rerun
-    from pipeline.cli.output import progress_bar
 
     with progress_bar(console, enabled=not as_json):
         return run_rerun(parameters, settings)
@@ -141,9 +143,6 @@ def _print_skipped(skipped: list[dict[str, Any]]) -> None:
 
 
 def _print_rerun(result: dict[str, Any], as_json: bool) -> None:
-    from pipeline.cli.output import print_outcomes
-    from pipeline.runner import Outcome
-
     if as_json:
         print(json.dumps(result, indent=2, default=str))
         return
@@ -166,8 +165,6 @@ def export_command(
 ) -> None:
     """Write current records, one row each with provenance columns (default: --status
     succeeded), for an ERP import."""
-    from pipeline.export import export
-    from pipeline.reruns import selection_from
 
     settings = build_settings(db)
     selection = selection_from(status or ["succeeded"], None, doc, since, until, schema, model)

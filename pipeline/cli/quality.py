@@ -13,6 +13,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from pipeline.asking import ask as ask_document
+from pipeline.asking import check_question
+from pipeline.backends import create_model, get_model
 from pipeline.cli.common import (
     DbOption,
     JsonOption,
@@ -24,9 +27,17 @@ from pipeline.cli.common import (
     exits_cleanly,
     names_option,
 )
+from pipeline.cli.output import progress_bar
 from pipeline.errors import ConfigError, InputError, ModelError
 from pipeline.evaluation import Case, GroundTruth, SchemaReport, evaluate, load_ground_truth
+from pipeline.ingest import ingest_file
+from pipeline.prompts import PROMPT_VERSION
+from pipeline.render.raster import rasterize
 from pipeline.settings import Settings
+from pipeline.store import repository as repo
+from pipeline.store.db import dispose_engines, open_database, session_factory
+from pipeline.store.queries import document_by_sha256
+from schemas import BUILT_INS, get_schema, known_schemas
 from schemas.base import ExtractionSchema
 
 SchemaOption = Annotated[
@@ -43,7 +54,6 @@ BackendOption = Annotated[str | None, typer.Option(help="Backend name (default: 
 @exits_cleanly
 def schemas_command(schema: SchemaOption = None, as_json: JsonOption = False) -> None:
     """List the available schemas with their versions (and custom ones given with --schema)."""
-    from schemas import BUILT_INS, get_schema, known_schemas
 
     for name in names_option(schema):
         get_schema(name)  # loads (and registers) a custom schema, or says what is wrong with it
@@ -119,8 +129,6 @@ def _database(db: str | None) -> Iterator[str]:
         try:
             yield url
         finally:
-            from pipeline.store.db import dispose_engines
-
             dispose_engines()  # close the temporary database before its folder goes
             if previous is None:
                 os.environ.pop("DOCEXTRACT_DB_URL", None)
@@ -137,10 +145,6 @@ def _run_and_collect(
 ) -> list[Case]:
     """Extract each document with the selected schemas it has truth for (one flow run per set
     of schemas), then read each stored record back."""
-    from pipeline.backends import create_model
-    from pipeline.cli.output import progress_bar
-    from pipeline.store.db import open_database, session_factory
-    from schemas import get_schema
 
     create_model(settings)  # an unknown model or backend fails here, before any work
     url = settings.db_url.get_secret_value()
@@ -183,21 +187,13 @@ def _truth_record(truth: GroundTruth, schema: type[ExtractionSchema]) -> dict[st
 
 
 def _same_schema(key: str, schema: type[ExtractionSchema]) -> bool:
-    from schemas import get_schema
-
     return get_schema(key) is schema
 
 
 def _stored_record(
     session: Any, sha256: str, schema: type[ExtractionSchema], model_id: str
 ) -> dict[str, Any] | None:
-    from sqlalchemy import select
-
-    from pipeline.prompts import PROMPT_VERSION
-    from pipeline.store import repository as repo
-    from pipeline.store.models import Document
-
-    document = session.scalars(select(Document).where(Document.sha256 == sha256)).one_or_none()
+    document = document_by_sha256(session, sha256)
     if document is None:  # the file could not even be read: no record
         return None
     unit = repo.UnitOfWork(
@@ -208,8 +204,6 @@ def _stored_record(
 
 
 def _model_id(settings: Settings) -> str:
-    from pipeline.backends import get_model
-
     return get_model(settings).model_id  # built, not loaded: the id needs no weights
 
 
@@ -260,11 +254,6 @@ def ask(
     raw: Annotated[bool, typer.Option(help="Include every page's raw answer.")] = False,
 ) -> None:
     """Answer one question about a document as JSON: answer, page, box (page pixels)."""
-    from pipeline.asking import ask as ask_document
-    from pipeline.asking import check_question
-    from pipeline.backends import get_model
-    from pipeline.ingest import ingest_file
-    from pipeline.render.raster import rasterize
 
     if not file.is_file():
         raise ConfigError(f"no such file: {str(file)!r}")

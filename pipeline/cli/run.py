@@ -27,8 +27,11 @@ from pipeline.cli.common import (
     err_console,
     exits_cleanly,
 )
+from pipeline.cli.output import document_json, print_outcomes, print_status, progress_bar
 from pipeline.errors import ConfigError, StoreError
-from pipeline.store.db import open_database, safe_url, session_factory
+from pipeline.store import repository as repo
+from pipeline.store.db import make_engine, open_database, safe_url, session_factory, upgrade
+from pipeline.store.queries import recent_run_metrics
 
 
 @app.command()
@@ -75,7 +78,6 @@ def run(
     as_json: JsonOption = False,
 ) -> None:
     """Extract every document under PATHS through the Prefect flow, then print a summary."""
-    from pipeline.cli.output import print_outcomes, progress_bar
 
     overrides = cli_overrides(
         schema=schema,
@@ -113,9 +115,6 @@ def status(
     as_json: JsonOption = False,
 ) -> None:
     """Counts per status, pages per hour and tokens per page of recent runs, latest results."""
-    from pipeline.cli.output import print_status
-    from pipeline.store import repository as repo
-    from pipeline.store.queries import recent_run_metrics
 
     settings = build_settings(db)
     factory = session_factory(open_database(settings.db_url.get_secret_value(), create=False))
@@ -134,8 +133,6 @@ def show(
     raw: Annotated[bool, typer.Option(help="Include the raw model outputs.")] = False,
 ) -> None:
     """Print a document's stored records as JSON, with provenance and history."""
-    from pipeline.cli.output import document_json
-    from pipeline.store import repository as repo
 
     settings = build_settings(db)
     factory = session_factory(open_database(settings.db_url.get_secret_value(), create=False))
@@ -157,7 +154,6 @@ def show(
 @exits_cleanly
 def db_upgrade(db: DbOption = None) -> None:
     """Create the schema in an empty database or upgrade it to this version."""
-    from pipeline.store.db import make_engine, upgrade
 
     settings = build_settings(db)
     url = settings.db_url.get_secret_value()

@@ -37,6 +37,7 @@ from pipeline.export.columns import (
 )
 from pipeline.store.models import Extraction
 from pipeline.store.queries import Selection, last_seen_paths, select_extractions, to_utc_assumed
+from schemas import get_schema
 
 FORMATS = ("jsonl", "csv", "parquet")
 _S, _I, _F = Shape("string"), Shape("integer"), Shape("number")
@@ -129,8 +130,6 @@ def export(session: Session, selection: Selection, fmt: str, out: Path) -> Expor
 
 
 def _record_shape(rows: Sequence[dict[str, Any]], schema: str | None, fmt: str) -> Shape:
-    from schemas import get_schema
-
     names = sorted({row["schema_name"] for row in rows} | ({schema} if schema else set()))
     if len(names) > 1:
         raise ConfigError(

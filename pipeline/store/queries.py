@@ -259,3 +259,13 @@ def stored_provenances(
         )
     ).all()
     return [row or {} for row in rows]
+
+
+def document_by_sha256(session: Session, sha256: str) -> Document | None:
+    return session.scalars(select(Document).where(Document.sha256 == sha256)).one_or_none()
+
+
+def run_counts(session: Session, flow_run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """`Run.counts` by Prefect flow run id, for the runs that finished recording."""
+    rows = session.scalars(select(Run).where(Run.flow_run_id.in_(list(flow_run_ids)))).all()
+    return {r.flow_run_id: r.counts for r in rows if r.flow_run_id}

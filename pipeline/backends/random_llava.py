@@ -1,11 +1,16 @@
-"""The offline `tiny-random` model: a LLaVA-NeXT with random weights, built locally in seconds.
+"""Random-weight LLaVA-NeXT checkpoints, built offline: the `tiny-random` model, and the one
+config builder the benchmarks' exact-architecture random models (bench/_random_llava.py) use too.
+
+The offline `tiny-random` model: a LLaVA-NeXT with random weights, built locally in seconds.
 
 It exercises the real transformers code path (processor, AnyRes tiling, batched `generate()`,
 constrained decoding) without downloading anything. Its geometry is the mistral-7b checkpoint's
 scaled down by 6 (56 px tiles, 14 px patches, the same five pinpoints / 6), and its logits are
 padded past the tokenizer to a multiple of 64 like the real ones (3,008 for 3,002 tokens here,
 32,064 for 32,002 there), so budget and mask-width bugs show up here first. Its output is
-noise: use it for plumbing, never for quality.
+noise: use it for plumbing, never for quality. The transformers backend loads it
+(`pipeline.backends.transformers.create_tiny`). torch and transformers are imported inside the
+functions that need them: importing `pipeline` never imports torch.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
-from pipeline.backends.transformers import TransformersVisionModel
 from pipeline.errors import ConfigError
 from pipeline.geometry import DEFAULT_GRID_PINPOINTS, ImageGeometry
 from pipeline.settings import Settings
@@ -155,61 +160,84 @@ def _build_processor(tokenizer):  # -> LlavaNextProcessor
     )
 
 
-def _build_model(tokenizer):  # -> LlavaNextForConditionalGeneration
-    import torch
-    from transformers import (
-        CLIPVisionConfig,
-        LlavaNextConfig,
-        LlavaNextForConditionalGeneration,
-        MistralConfig,
-    )
+def llava_next_config(
+    tokenizer: Any,
+    *,
+    vocab_size: int,
+    text: dict[str, Any],
+    vision: dict[str, Any],
+    geometry: ImageGeometry,
+) -> Any:  # -> LlavaNextConfig
+    """A LLaVA-NeXT config (Mistral text model, CLIP vision tower) over `tokenizer`'s special
+    tokens, at the sizes `text` / `vision` give and the tile geometry of `geometry`."""
+    from transformers import CLIPVisionConfig, LlavaNextConfig, MistralConfig
 
-    names = ("<s>", "</s>", "<pad>", "<image>")
-    ids = {name: tokenizer.convert_tokens_to_ids(name) for name in names}
+    ids = {n: tokenizer.convert_tokens_to_ids(n) for n in ("<s>", "</s>", "<pad>", "<image>")}
     text_config = MistralConfig(
-        vocab_size=_padded_vocab(len(tokenizer)),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=8192,
+        vocab_size=vocab_size,
         sliding_window=None,
         bos_token_id=ids["<s>"],
         eos_token_id=ids["</s>"],
         pad_token_id=ids["<pad>"],
         tie_word_embeddings=False,
+        **text,
     )
     vision_config = CLIPVisionConfig(
-        image_size=TINY_GEOMETRY.tile_size,
-        patch_size=TINY_GEOMETRY.patch_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        projection_dim=32,
+        image_size=geometry.tile_size, patch_size=geometry.patch_size, **vision
     )
-    side = TINY_GEOMETRY.tile_size // TINY_GEOMETRY.patch_size
-    config = LlavaNextConfig(
+    side = geometry.tile_size // geometry.patch_size
+    return LlavaNextConfig(
         text_config=text_config,
         vision_config=vision_config,
         image_token_index=ids["<image>"],
-        image_grid_pinpoints=[list(p) for p in TINY_GEOMETRY.grid_pinpoints],
+        image_grid_pinpoints=[list(p) for p in geometry.grid_pinpoints],
         image_seq_length=side * side,
         vision_feature_select_strategy="default",
         vision_feature_layer=-2,
         tie_word_embeddings=False,
+    )
+
+
+def _build_model(tokenizer):  # -> LlavaNextForConditionalGeneration
+    import torch
+    from transformers import LlavaNextForConditionalGeneration
+
+    config = llava_next_config(
+        tokenizer,
+        vocab_size=_padded_vocab(len(tokenizer)),
+        text=dict(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+            max_position_embeddings=8192,
+        ),
+        vision=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            projection_dim=32,
+        ),
+        geometry=TINY_GEOMETRY,
     )
     # Weights come from torch's global RNG: seed a private copy of it, and one build at a time
     # per process, so concurrent builds get the same bytes and the caller's RNG is untouched.
     with _rng_lock, torch.random.fork_rng(devices=[]):
         torch.manual_seed(_SEED)
         model = LlavaNextForConditionalGeneration(config).eval()
+    set_generation_ids(model, tokenizer)
+    return model
+
+
+def set_generation_ids(model: Any, tokenizer: Any) -> None:
+    """Greedy generation stops at `</s>` and pads with `<pad>` (and starts from `<s>`)."""
+    ids = {n: tokenizer.convert_tokens_to_ids(n) for n in ("<s>", "</s>", "<pad>")}
     generation = model.generation_config
     generation.bos_token_id, generation.eos_token_id = ids["<s>"], ids["</s>"]
     generation.pad_token_id = ids["<pad>"]
-    return model
 
 
 def _write(folder: Path) -> None:
@@ -256,16 +284,3 @@ def build_tiny_random(dest: Path) -> Path:
 
 def tiny_model_dir(settings: Settings) -> Path:
     return settings.model_cache_dir / TINY_MODEL_ID
-
-
-def create(settings: Settings) -> TransformersVisionModel:
-    """The `tiny` backend: the transformers backend on the tiny-random folder, built on `load()`."""
-    folder = tiny_model_dir(settings)
-    return TransformersVisionModel(
-        str(folder),
-        settings.model,
-        model_id=TINY_MODEL_ID,
-        geometry=TINY_GEOMETRY,
-        local_files_only=True,
-        prepare=lambda: build_tiny_random(folder),
-    )
