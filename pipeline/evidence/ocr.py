@@ -31,15 +31,18 @@ def ocr_words(
     page: int = 1,
     dpi: int = 200,
     lang: str = "eng",
-    psm: int = 3,
+    psm: int = 11,
     limits: Limits = DEFAULT_LIMITS,
-    upscale_below_px: int = 1600,
+    upscale_below_px: int = 0,
 ) -> PageWords:
     """OCR words of a page image with Tesseract (its CLI, TSV output), boxes in `image` pixels.
 
-    An image narrower than `upscale_below_px` (a receipt photo) is enlarged 2x for Tesseract and
-    its boxes scaled back. Confidence is Tesseract's word confidence / 100. Raises
-    OcrUnavailable when Tesseract is missing, fails or runs past `limits.ocr_s` seconds.
+    `psm` 11 (sparse text) is the default: on sample_docs' scans and charts it grounded 281 of
+    293 truth values against 262 with psm 3, and 29 of 30 on the SROIE receipt photos against
+    26 (psm 3) and 24 (psm 6). An image narrower than `upscale_below_px` is enlarged 2x for
+    Tesseract and its boxes scaled back; off by default: 2x upscaling of the receipt photos
+    found fewer values (24 of 30) in twice the time. Confidence is Tesseract's word confidence
+    / 100. Raises OcrUnavailable when Tesseract is missing, fails or runs past `limits.ocr_s` seconds.
     """
     from PIL import Image as PILImage
 
