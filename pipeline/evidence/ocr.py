@@ -42,7 +42,8 @@ def ocr_words(
     26 (psm 3) and 24 (psm 6). An image narrower than `upscale_below_px` is enlarged 2x for
     Tesseract and its boxes scaled back; off by default: 2x upscaling of the receipt photos
     found fewer values (24 of 30) in twice the time. Confidence is Tesseract's word confidence
-    / 100. Raises OcrUnavailable when Tesseract is missing, fails or runs past `limits.ocr_s` seconds.
+    / 100. Raises OcrUnavailable when Tesseract is missing, fails or runs past `limits.ocr_s`
+    seconds.
     """
     from PIL import Image as PILImage
 
