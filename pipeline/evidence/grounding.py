@@ -203,15 +203,18 @@ def _most_similar(needle: str, index: DocumentIndex) -> tuple[float, Span] | Non
     grams = {needle[i : i + 2] for i in range(len(needle) - 1)}
     for flat in index.flats:
         ends = sorted(flat.ends)
+        chars = flat.chars
+        # shared[p]: how many of chars[:p+1]'s bigrams are bigrams of the needle.
+        shared = [0]
+        for p in range(len(chars) - 1):
+            shared.append(shared[-1] + (chars[p : p + 2] in grams))
         for at in sorted(flat.starts):
             for end in ends[bisect.bisect_left(ends, at + max(1, low)) :]:
                 if end - at > high:
                     break
-                text = flat.chars[at:end]
-                shared = sum(1 for i in range(len(text) - 1) if text[i : i + 2] in grams)
-                if grams and shared < 0.5 * len(grams):
+                if grams and shared[end - 1] - shared[at] < 0.5 * len(grams):
                     continue  # cannot be FUZZY_MIN similar: most of its bigrams differ
-                score = similarity(needle, text)
+                score = similarity(needle, chars[at:end])
                 if best is None or score > best[0]:
                     words = flat.words[flat.owner[at] : flat.owner[end - 1] + 1]
                     best = (score, Span(flat.page, tuple(words)))
