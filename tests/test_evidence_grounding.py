@@ -212,3 +212,20 @@ def test_grounding_a_hundred_fields_is_fast() -> None:
     groundings = ground_record(record, idx)
     assert time.perf_counter() - start < 0.25
     assert sum(g.kind == "not_found" for g in groundings.values()) == 5
+
+
+def test_evidence_imports_point_down() -> None:
+    """pipeline/evidence never imports the store, backends, flows or the CLI."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parent.parent / "pipeline" / "evidence"
+    forbidden = ("pipeline.store", "pipeline.backends", "pipeline.cli", "flows", "torch")
+    for source in package.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            names = (
+                [a.name for a in node.names] if isinstance(node, ast.Import)
+                else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            )  # fmt: skip
+            for name in names:
+                assert not name.startswith(forbidden), f"{source.name} imports {name}"
