@@ -243,4 +243,4 @@ def main() -> None:  # pragma: no cover - console entry point
 
 
 # Command groups in their own modules register on `app` when imported.
-from pipeline import cli_ops, cli_quality, cli_scale, cli_tiles  # noqa: E402, F401
+from pipeline import cli_ops, cli_quality, cli_review, cli_scale, cli_tiles  # noqa: E402, F401

@@ -29,6 +29,7 @@ from pipeline.store.models import (
     Run,
     utcnow,
 )
+from pipeline.store.reviews import risk_columns
 from pipeline.types import PageImage, Status
 
 
@@ -236,6 +237,7 @@ def claim(
             updated_at=now,
             run_id=run_id,
             attempts=Extraction.attempts + 1,
+            version=Extraction.version + 1,
         )
         .execution_options(synchronize_session=False)
     )
@@ -281,7 +283,13 @@ def release(session: Session, extraction_id: int, worker: str, reason: str) -> b
     result = session.execute(
         update(Extraction)
         .where(*_owned(extraction_id, worker))
-        .values(status=Status.PENDING.value, claimed_by=None, claimed_at=None, updated_at=utcnow())
+        .values(
+            status=Status.PENDING.value,
+            claimed_by=None,
+            claimed_at=None,
+            updated_at=utcnow(),
+            version=Extraction.version + 1,
+        )
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -325,7 +333,14 @@ SNAPSHOT_FIELDS = (
 FINAL_STATUSES = tuple(s.value for s in Status if s.is_final)
 
 
-def save_outcome(session: Session, extraction_id: int, worker: str, fields: dict[str, Any]) -> bool:
+def save_outcome(
+    session: Session,
+    extraction_id: int,
+    worker: str,
+    fields: dict[str, Any],
+    *,
+    force: bool = False,
+) -> bool:
     """Write a final outcome if we still own the claim, and append it to the history.
 
     `fields` are Extraction columns (status, record, errors, tokens, timings...). Returns False
@@ -333,7 +348,9 @@ def save_outcome(session: Session, extraction_id: int, worker: str, fields: dict
 
     A failed attempt never erases an earlier record: when the unit already holds one (this was
     a rerun of a succeeded, needs_review or partial result), the failure goes into the history
-    and the row keeps its earlier outcome, with a second event that says so.
+    and the row keeps its earlier outcome, with a second event that says so. Likewise a person's
+    decision (approved, corrected, rejected) stands against any attempt unless `force` (`rerun
+    --force`): the attempt is kept in the history, for comparison in the review desk.
     """
     owned = _owned(extraction_id, worker)
     now = utcnow()
@@ -348,12 +365,14 @@ def save_outcome(session: Session, extraction_id: int, worker: str, fields: dict
     if touched.rowcount != 1:  # type: ignore[attr-defined]
         return False
     earlier = session.scalar(select(Extraction.record).where(Extraction.id == extraction_id))
-    kept = _status_to_keep(session, extraction_id, fields, has_record=earlier is not None)
-    values = dict(fields) if kept is None else {"status": kept}
+    kept = _status_to_keep(
+        session, extraction_id, fields, has_record=earlier is not None, force=force
+    )
+    values = {**fields, **risk_columns(fields)} if kept is None else {"status": kept}
     session.execute(
         update(Extraction)
         .where(Extraction.id == extraction_id)
-        .values(**values, claimed_by=None, claimed_at=None)
+        .values(**values, claimed_by=None, claimed_at=None, version=Extraction.version + 1)
         .execution_options(synchronize_session=False)
     )
     extraction = session.get(Extraction, extraction_id)
@@ -373,16 +392,43 @@ def save_outcome(session: Session, extraction_id: int, worker: str, fields: dict
                 at=now,
                 status=kept,
                 attempt=attempt,
-                error_message=f"attempt {attempt} failed; the earlier {kept} record was kept",
+                error_message=_kept_message(attempt, fields["status"], kept),
             )
         )
     return True
 
 
+def _kept_message(attempt: int, status: str, kept: str) -> str:
+    if Status(kept).is_reviewed:
+        return (
+            f"attempt {attempt} ({status}) kept in the history; the {kept} record of a "
+            "reviewer stands (`docextract rerun --force` replaces it)"
+        )
+    return f"attempt {attempt} failed; the earlier {kept} record was kept"
+
+
 def _status_to_keep(
-    session: Session, extraction_id: int, fields: dict[str, Any], *, has_record: bool
+    session: Session,
+    extraction_id: int,
+    fields: dict[str, Any],
+    *,
+    has_record: bool,
+    force: bool = False,
 ) -> str | None:
-    """The earlier final status to keep instead of writing `fields`, or None to write them."""
+    """The earlier final status to keep instead of writing `fields`, or None to write them:
+    a reviewer's decision (unless `force`), or a record that a failed attempt must not erase."""
+    if not force:
+        latest = session.scalar(
+            select(ExtractionEvent.status)
+            .where(
+                ExtractionEvent.extraction_id == extraction_id,
+                ExtractionEvent.status.in_(FINAL_STATUSES),
+            )
+            .order_by(ExtractionEvent.id.desc())
+            .limit(1)
+        )
+        if latest is not None and Status(latest).is_reviewed:
+            return latest
     if fields.get("status") != Status.FAILED.value or not has_record:
         return None
     return session.scalar(
