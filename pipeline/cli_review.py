@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -78,3 +80,44 @@ def report(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_report(data), encoding="utf-8")
     console.print(f"report of {data.scope} written to {out} ({data.waiting} waiting for review)")
+
+
+def eval_reviewed(
+    db: str | None, schemas: list[str], as_json: bool, print_report: Callable[..., None]
+) -> None:
+    """`docextract eval --reviewed`: the model's original records scored against reviewed ones
+    (per field, with pipeline.evaluation's metrics), and the confidence calibration."""
+    from rich.table import Table
+
+    from pipeline.evaluation import evaluate
+    from pipeline.review.truth import calibration, reviewed_cases
+    from pipeline.store.reviews import reviewed
+
+    settings = build_settings(db)
+    factory = session_factory(open_database(settings.db_url.get_secret_value(), create=False))
+    with factory() as session:
+        names = schemas or [None]
+        cases = [c for name in names for c in reviewed_cases(session, name)]
+        bands = calibration([r for name in names for r in reviewed(session, schema=name)])
+    if not cases:
+        raise ConfigError("no approved or corrected record yet: review some in `docextract review`")
+    reports = evaluate(cases)
+    if as_json:
+        data = {"truth": "reviewed", "documents": len(cases), "calibration": bands}
+        data["schemas"] = {name: r.to_json() for name, r in reports.items()}
+        print(json.dumps(data, indent=2))
+        return
+    for item in reports.values():
+        print_report(item, "the original model output, against reviewed records")
+    table = Table(title="confidence calibration (value kept by the reviewer)")
+    for column in ("confidence", "values", "mean confidence", "kept"):
+        table.add_column(column)
+    for band in bands:
+        kept = band["kept_share"]
+        table.add_row(
+            band["band"],
+            str(band["values"]),
+            str(band["mean_confidence"] or "-"),
+            "-" if kept is None else f"{100 * kept:.1f}%",
+        )
+    console.print(table)

@@ -86,11 +86,14 @@ def process(
     run_id: int | None = None,
     redo: Sequence[Status] = (),
     model: VisionModel | None = None,
+    force: bool = False,
 ) -> list[Outcome]:
     """Extract every configured schema from one registered document and store the results.
 
     Units already done (same document, schema, version, model, prompt version) are skipped
     unless their status is in `redo`. Never raises for a bad document: its failure is stored.
+    A reviewer's decision (approved, corrected, rejected) stands, the new attempt going into
+    the history, unless `force`.
     """
     started = time.perf_counter()
     model = model or get_model(settings)
@@ -128,7 +131,7 @@ def process(
         results, pages = {name: _failed(name, item) for name in claimed}, None
     seconds = time.perf_counter() - started
     fields = {name: _fields(results[name], model, settings, seconds) for name in claimed}
-    saved = _save_with_retries(factory, claimed, worker, fields)
+    saved = _save_with_retries(factory, claimed, worker, fields, force=force)
     for name, result in results.items():
         if not saved[name]:
             log.warning(
@@ -157,6 +160,8 @@ def _save_with_retries(
     worker: str,
     fields: dict[str, dict[str, object]],
     attempts: int = 3,
+    *,
+    force: bool = False,
 ) -> dict[str, bool]:
     """Every schema's outcome in one transaction, retried when the connection drops (the pool
     reconnects), so an hour of model work is not lost to a database blip."""
@@ -164,7 +169,9 @@ def _save_with_retries(
         try:
             with factory.begin() as session:
                 return {
-                    name: repo.save_outcome(session, extraction_id, worker, fields[name])
+                    name: repo.save_outcome(
+                        session, extraction_id, worker, fields[name], force=force
+                    )
                     for name, extraction_id in claimed.items()
                 }
         except OperationalError as exc:

@@ -57,7 +57,7 @@ def page_file(document: Document, page: PageRef, settings: Settings) -> PageFile
     cached = page_cache_path(settings.page_cache_dir, document.sha256, page.number, page.dpi)
     if cached.is_file():
         return PageFile(cached, page.dpi)
-    source = _source(document)
+    source = source_file(document)
     if source is None:
         return None
     try:
@@ -71,7 +71,7 @@ def page_file(document: Document, page: PageRef, settings: Settings) -> PageFile
     return PageFile(rendered[0].path, rendered[0].dpi) if rendered else None
 
 
-def _source(document: Document) -> Path | None:
+def source_file(document: Document) -> Path | None:
     """A recorded path that still holds the document's bytes (most recently seen first)."""
     for text in last_seen_paths(document):
         path = Path(text)

@@ -23,6 +23,7 @@ from pipeline.store.reviews import reason_key
 
 HERE = Path(__file__).parent
 COMPARED_RUNS = 8
+DESK_URL = "http://127.0.0.1:8765"
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def build_report(
     *,
     run_id: int | None = None,
     since: datetime | None = None,
-    desk_url: str = "http://127.0.0.1:8765",
+    desk_url: str = DESK_URL,
 ) -> ReportData:
     """Gather the report of run `run_id`, or of everything recorded since `since` (one of the
     two; neither: the latest run). `desk_url` prefixes the links into the queue ('' for links
@@ -165,3 +166,15 @@ def _chart_rows(bars: list[Bar], width: int = 360) -> list[dict[str, Any]]:
         {"bar": b, "y": i * 22, "w": max(1.0, width * b.value / top) if b.value else 0.0}
         for i, b in enumerate(bars)
     ]
+
+
+def status_hint(counts: dict[str, int], run_id: int | None, desk_url: str = DESK_URL) -> str:
+    """The line `docextract status` ends with: what waits, where the desk and the report are."""
+    waiting = sum(counts.get(s, 0) for s in ("needs_review", "partial", "failed"))
+    report = f"--run {run_id} " if run_id else ""
+    where = f"{desk_url}/runs/{run_id}" if run_id else f"{desk_url}/runs/latest"
+    return (
+        f"review: up to {waiting} document(s) wait; `docextract review` serves the desk at "
+        f"{desk_url}/; the night's report: `docextract report {report}--out report.html`, or "
+        f"{where} in the desk"
+    )
