@@ -91,7 +91,6 @@ class Desk:
             q=result,
             f=f,
             link=link,
-            reason_text=store.reason_filter_text,
         )
 
     def document(self, request: Request) -> Response:

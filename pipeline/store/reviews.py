@@ -76,10 +76,12 @@ def reason_key(reason: str) -> str:
     return _VOLATILE.sub(lambda m: "'…'" if m.group(0)[0] in "'\"" else "#", reason)
 
 
-def reason_filter_text(key: str) -> str:
-    """The longest literal stretch of a reason key: what a reason filter searches for."""
-    parts = [p.strip() for p in re.split(r"#|'…'", key)]
-    return max(parts, key=len) if parts else key
+def reason_pattern(text: str) -> str:
+    """The LIKE pattern (escape character backslash, lower case) of a reason filter: a reason
+    key (`reason_key`: `#` and `'…'` stand for any value) or else any text inside a reason."""
+    parts = re.split(r"#|'…'", text.lower())
+    escaped = [p.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") for p in parts]
+    return "%" + "%".join(escaped) + "%"
 
 
 @dataclass(frozen=True)
@@ -153,9 +155,10 @@ def _where(statement: Any, f: QueueFilter, *, skip: str = "") -> Any:
     if f.error_category and skip != "error_category":
         statement = statement.where(Extraction.error_category == f.error_category)
     if f.reason and skip != "reason":
-        # JSON text of the list: a plain substring search (quotes inside reasons are escaped).
+        # Over the JSON text of the list (a quote inside a reason is escaped there, and a key
+        # blanks quoted values, so neither needs care).
         text = func.lower(func.cast(Extraction.review_reasons, _text_type()))
-        statement = statement.where(text.contains(f.reason.lower(), autoescape=True))
+        statement = statement.where(text.like(reason_pattern(f.reason), escape="\\"))
     return statement
 
 
@@ -417,7 +420,7 @@ __all__: Sequence[str] = (
     "load_extraction",
     "min_confidence",
     "queue_page",
-    "reason_filter_text",
+    "reason_pattern",
     "reason_key",
     "reviewed",
     "reviews_of",
