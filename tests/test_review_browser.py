@@ -186,7 +186,11 @@ def test_reject_with_a_reason(desk: dict[str, Any], page: Any) -> None:
         review = session.scalars(
             select(Review).where(Review.extraction_id == doc.extraction_id)
         ).one()
-        assert (review.action, review.reason, review.reviewer) == ("rejected", "not our invoice", "Bob")
+        assert (review.action, review.reason, review.reviewer) == (
+            "rejected",
+            "not our invoice",
+            "Bob",
+        )
 
 
 def test_two_clerks_saving_the_same_document(desk: dict[str, Any], browser: Any) -> None:

@@ -168,7 +168,12 @@ def test_a_rerun_keeps_a_reviewed_record_unless_forced(
 ) -> None:
     monkeypatch.setenv("DOCEXTRACT_DB_URL", db_url)
     doc = seed_invoice(factory, settings, tmp_path, 1)
-    approve(factory, doc.extraction_id, version_of(factory, doc.extraction_id), invoice_record(1, total="29.75"))
+    approve(
+        factory,
+        doc.extraction_id,
+        version_of(factory, doc.extraction_id),
+        invoice_record(1, total="29.75"),
+    )
     overrides = {
         "cache_dir": str(settings.cache_dir),
         "model": {"backend": "scripted"},
@@ -259,7 +264,9 @@ def test_the_token_guards_everything_and_never_shows_in_the_url(
     assert client.get("/").status_code == 200  # the cookie now
     bearer = TestClient(create_app(guarded, factory))
     assert bearer.get("/", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
-    refused = cli.invoke(cli_app, ["review", "--host", "0.0.0.0", "--db", settings.db_url.get_secret_value()])
+    refused = cli.invoke(
+        cli_app, ["review", "--host", "0.0.0.0", "--db", settings.db_url.get_secret_value()]
+    )
     assert refused.exit_code != 0 and "DOCEXTRACT_REVIEW__TOKEN" in refused.output
 
 
@@ -269,7 +276,9 @@ def test_the_report_is_self_contained_and_status_points_to_it(
     with factory.begin() as session:
         run_id = repo.start_run(session, "run", {}).id
     seed_invoice(factory, settings, tmp_path, 1, run_id=run_id)
-    seed_invoice(factory, settings, tmp_path, 2, run_id=run_id, status="failed", category="render_timeout")
+    seed_invoice(
+        factory, settings, tmp_path, 2, run_id=run_id, status="failed", category="render_timeout"
+    )
     with factory.begin() as session:
         repo.finish_run(session, run_id, {})
     url = settings.db_url.get_secret_value()
@@ -279,7 +288,7 @@ def test_the_report_is_self_contained_and_status_points_to_it(
     html = out.read_text()
     assert "<script" not in html and not re.search(r"(src|href)=\"https?://(?!127\.0\.0\.1)", html)
     assert "<svg" in html and "render_timeout" in html
-    assert f"docextract rerun --doc " in html and f"/?run={run_id}" in html
+    assert "docextract rerun --doc " in html and f"/?run={run_id}" in html
     assert "subtotal # + tax # != total #" in html
     status = cli.invoke(cli_app, ["status", "--db", url])
     assert "docextract review" in status.output and "docextract report" in status.output
@@ -296,7 +305,12 @@ def test_reviewed_records_teach_eval_and_export_truth(
 ) -> None:
     a = seed_invoice(factory, settings, tmp_path / "in", 1)
     b = seed_invoice(factory, settings, tmp_path / "in", 2)
-    approve(factory, a.extraction_id, version_of(factory, a.extraction_id), invoice_record(1, total="29.75"))
+    approve(
+        factory,
+        a.extraction_id,
+        version_of(factory, a.extraction_id),
+        invoice_record(1, total="29.75"),
+    )
     approve(factory, b.extraction_id, version_of(factory, b.extraction_id), invoice_record(2))
     url = settings.db_url.get_secret_value()
     scored = cli.invoke(cli_app, ["eval", "--reviewed", "--db", url, "--json"])
@@ -316,7 +330,9 @@ def test_reviewed_records_teach_eval_and_export_truth(
 def test_record_diff_and_check_name_paths_as_evidence_keys() -> None:
     before = invoice_record(1)
     after = json.loads(json.dumps(before))
-    after["line_items"].append({"description": "Saw", "quantity": None, "unit_price": None, "amount": "3"})
+    after["line_items"].append(
+        {"description": "Saw", "quantity": None, "unit_price": None, "amount": "3"}
+    )
     after["seller"]["name"] = "ACME"
     paths = [d["path"] for d in record_diff(before, after)]
     assert paths == ["seller.name", "line_items[2].description", "line_items[2].amount"]

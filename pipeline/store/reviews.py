@@ -32,6 +32,7 @@ from pipeline.types import Status
 QUEUE_STATUSES = (Status.NEEDS_REVIEW.value, Status.PARTIAL.value, Status.FAILED.value)
 REVIEWED_STATUSES = tuple(s.value for s in Status if s.is_reviewed)
 SORTS = ("newest", "risk")
+REASON_SAMPLE = 500
 _VOLATILE = re.compile(r"'[^']*'|\"[^\"]*\"|[-+]?\d[\d.,]*")
 
 
@@ -144,22 +145,28 @@ def _waiting() -> ColumnElement[bool]:
 
 
 def _where(statement: Any, f: QueueFilter, *, skip: str = "") -> Any:
-    if skip != "status":
-        statement = statement.where(
-            _waiting() if f.status is None else Extraction.status == f.status
-        )
-    if f.run is not None and skip != "run":
+    """`statement` under the filters of `f` but `skip` ('all': every one but the reason)."""
+    left_out = {"status", "run", "schema", "error_category"} if skip == "all" else {skip}
+    if "status" not in left_out:
+        statement = statement.where(_waiting() if f.status is None else _status_is(f.status))
+    if f.run is not None and "run" not in left_out:
         statement = statement.where(Extraction.run_id == f.run)
-    if f.schema and skip != "schema":
+    if f.schema and "schema" not in left_out:
         statement = statement.where(Extraction.schema_name == f.schema)
-    if f.error_category and skip != "error_category":
+    if f.error_category and "error_category" not in left_out:
         statement = statement.where(Extraction.error_category == f.error_category)
-    if f.reason and skip != "reason":
+    if f.reason and "reason" not in left_out:
         # Over the JSON text of the list (a quote inside a reason is escaped there, and a key
         # blanks quoted values, so neither needs care).
         text = func.lower(func.cast(Extraction.review_reasons, _text_type()))
         statement = statement.where(text.like(reason_pattern(f.reason), escape="\\"))
     return statement
+
+
+def _status_is(status: str) -> ColumnElement[bool]:
+    if status == Status.FAILED.value:  # a failure without pages has nothing to review
+        return and_(Extraction.status == status, Extraction.pages_total > 0)
+    return Extraction.status == status
 
 
 def _text_type() -> Any:
@@ -168,14 +175,14 @@ def _text_type() -> Any:
     return Text()
 
 
-def _name_of_document() -> Any:
-    return (
-        select(DocumentPath.name)
-        .where(DocumentPath.document_id == Extraction.document_id)
-        .order_by(DocumentPath.last_seen_at.desc(), DocumentPath.id.desc())
-        .limit(1)
-        .scalar_subquery()
+def _names(session: Session, document_ids: list[int]) -> dict[int, str]:
+    """The most recently seen file name of each document."""
+    statement = (
+        select(DocumentPath.document_id, DocumentPath.name)
+        .where(DocumentPath.document_id.in_(document_ids))
+        .order_by(DocumentPath.last_seen_at, DocumentPath.id)
     )
+    return {document_id: name for document_id, name in session.execute(statement)}
 
 
 def queue_page(session: Session, f: QueueFilter, *, facets: bool = True) -> QueuePage:
@@ -184,7 +191,6 @@ def queue_page(session: Session, f: QueueFilter, *, facets: bool = True) -> Queu
     columns = (
         Extraction.id,
         Extraction.document_id,
-        _name_of_document(),
         Document.sha256,
         Extraction.schema_name,
         Extraction.model_id,
@@ -196,7 +202,6 @@ def queue_page(session: Session, f: QueueFilter, *, facets: bool = True) -> Queu
         Extraction.run_id,
         Extraction.updated_at,
     )
-    statement = _where(select(*columns).join(Document), f)
     if f.sort == "risk":
         order: tuple[Any, ...] = (
             Extraction.min_confidence.asc().nulls_last(),
@@ -206,35 +211,51 @@ def queue_page(session: Session, f: QueueFilter, *, facets: bool = True) -> Queu
     else:
         order = (Extraction.updated_at.desc(), Extraction.id.desc())
     offset = (f.page - 1) * f.per_page
-    rows = [
-        QueueRow(*row)
-        for row in session.execute(statement.order_by(*order).limit(f.per_page).offset(offset))
-    ]
+    # The page's ids first (no join: SQLite sorts far less), then their rows.
+    page = _where(select(Extraction.id), f).order_by(*order).limit(f.per_page).offset(offset)
+    ids = list(session.scalars(page))
+    full = select(*columns).join(Document).where(Extraction.id.in_(ids))
+    by_id = {row[0]: row for row in session.execute(full)}
+    found = [by_id[i] for i in ids if i in by_id]
+    names = _names(session, [row[1] for row in found])  # after the sort: only this page's
+    rows = [QueueRow(row[0], row[1], names.get(row[1]), *row[2:]) for row in found]
     total = session.scalar(_where(select(func.count()).select_from(Extraction), f)) or 0
     return QueuePage(rows, total, f, _facets(session, f) if facets else {})
 
 
 def _facets(session: Session, f: QueueFilter) -> dict[str, list[tuple[Any, int]]]:
-    out: dict[str, list[tuple[Any, int]]] = {}
-    for name, column in (
-        ("run", Extraction.run_id),
-        ("schema", Extraction.schema_name),
-        ("error_category", Extraction.error_category),
-    ):
-        statement = _where(select(column, func.count()).select_from(Extraction), f, skip=name)
-        counted = session.execute(statement.group_by(column).order_by(func.count().desc()))
-        out[name] = [(value, n) for value, n in counted if value is not None][:20]
-    waiting = _where(
-        select(Extraction.status, func.count()).select_from(Extraction), f, skip="status"
+    """Counts per value of each filter under the other filters, from one grouped scan."""
+    keys = (
+        Extraction.status,
+        Extraction.pages_total > 0,
+        Extraction.run_id,
+        Extraction.schema_name,
+        Extraction.error_category,
     )
     everywhere = or_(_waiting(), Extraction.status.in_(REVIEWED_STATUSES))
-    out["status"] = list(
-        session.execute(
-            waiting.where(everywhere).group_by(Extraction.status).order_by(Extraction.status)
-        )
-    )
+    scan = _where(select(*keys, func.count()).select_from(Extraction), f, skip="all")
+    groups = list(session.execute(scan.where(everywhere).group_by(*keys)))
+    wanted = {"run": f.run, "schema": f.schema, "error_category": f.error_category}
+    counters: dict[str, Counter[Any]] = {name: Counter() for name in ("status", *wanted)}
+    for status, has_pages, run, schema, category, n in groups:
+        if status == Status.FAILED.value and not has_pages:
+            continue
+        values = {"status": status, "run": run, "schema": schema, "error_category": category}
+        selected = status == f.status if f.status else status in QUEUE_STATUSES
+        for name, counter in counters.items():
+            others = all(v is None or values[o] == v for o, v in wanted.items() if o != name)
+            if others and values[name] is not None and (name == "status" or selected):
+                counter[values[name]] += n
+    out: dict[str, list[tuple[Any, int]]] = {
+        name: counter.most_common(20) for name, counter in counters.items()
+    }
+    out["status"] = sorted(out["status"])
+    # Reasons are JSON lists: counted in Python over the newest REASON_SAMPLE waiting rows, so
+    # that the queue stays fast with 100,000 of them (the desk says it is a sample).
     reasons: Counter[str] = Counter()
-    for (listed,) in session.execute(_where(select(Extraction.review_reasons), f, skip="reason")):
+    newest = _where(select(Extraction.review_reasons), f, skip="reason")
+    newest = newest.order_by(Extraction.updated_at.desc()).limit(REASON_SAMPLE)
+    for (listed,) in session.execute(newest):
         reasons.update({reason_key(str(r)) for r in listed or []})
     out["reason"] = reasons.most_common(12)
     return out
@@ -420,8 +441,8 @@ __all__: Sequence[str] = (
     "load_extraction",
     "min_confidence",
     "queue_page",
-    "reason_pattern",
     "reason_key",
+    "reason_pattern",
     "reviewed",
     "reviews_of",
     "risk_columns",
