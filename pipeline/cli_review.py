@@ -96,7 +96,7 @@ def eval_reviewed(
     settings = build_settings(db)
     factory = session_factory(open_database(settings.db_url.get_secret_value(), create=False))
     with factory() as session:
-        names = schemas or [None]
+        names: list[str | None] = list(schemas) or [None]
         cases = [c for name in names for c in reviewed_cases(session, name)]
         bands = calibration([r for name in names for r in reviewed(session, schema=name)])
     if not cases:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -344,4 +343,3 @@ def test_record_diff_and_check_name_paths_as_evidence_keys() -> None:
 def test_min_confidence_reads_both_formats() -> None:
     assert store.min_confidence({"a": {"confidence": 0.5}, "b": 0.3, "c": {"page": None}}) == 0.3
     assert store.min_confidence(None) is None
-    assert timedelta  # keeps the import list honest for later tests
