@@ -40,6 +40,7 @@ def rerun_document(
     units: list[dict[str, Any]],
     overrides: dict[str, Any],
     run_id: int,
+    force: bool = False,
 ) -> list[dict[str, Any]]:
     """Redo the listed units (`RerunUnit.to_json()` rows) of one document, if their status is
     still the listed one. A document whose file is gone (and not in the page cache) is left as
@@ -52,7 +53,7 @@ def rerun_document(
         outcomes = [_unchanged(u, f"skipped: {found}") for u in units]
     else:
         redo = sorted({Status(u["status"]) for u in units})
-        outcomes = process(factory, found, settings, run_id=run_id, redo=redo)
+        outcomes = process(factory, found, settings, run_id=run_id, redo=redo, force=force)
     for outcome in outcomes:
         progress.emit(
             progress.ProgressEvent("document_done", path=outcome.path, status=outcome.status)
@@ -84,8 +85,11 @@ def rerun_flow(
     model: str | None = None,
     overrides: dict[str, Any] | None = None,
     dry_run: bool = False,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """Rerun the extractions matching the filters (statuses default to failed).
+    """Rerun the extractions matching the filters (statuses default to failed). A record a
+    reviewer approved, corrected or rejected keeps its decision (the attempt goes into the
+    history) unless `force`.
 
     Returns {"plan": the listing, "outcomes": one row per redone (document, schema)}; with
     `dry_run`, only the plan. Raises ConfigError/StoreError for a broken configuration or
@@ -105,7 +109,7 @@ def rerun_flow(
     progress.emit(progress.ProgressEvent("discovered", total=len(plan.by_document())))
     groups = plan.by_document()
     futures = [
-        rerun_document.submit(document_id, [u.to_json() for u in units], overrides, run_id)
+        rerun_document.submit(document_id, [u.to_json() for u in units], overrides, run_id, force)
         for document_id, units in groups.items()
     ]
     rows: list[dict[str, Any]] = []

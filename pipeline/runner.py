@@ -60,12 +60,15 @@ def process(
     run_id: int | None = None,
     redo: Sequence[Status] = (),
     model: VisionModel | None = None,
+    force: bool = False,
 ) -> list[Outcome]:
     """Extract every configured schema from one registered document and store the results.
 
     Units already done (same document, schema, version, model, prompt version) are skipped
     unless their status is in `redo`. Never raises for a bad document: its failure is stored.
     Raises ConfigError / StoreError (after giving its claims back) when the run itself is broken.
+    A reviewer's decision (approved, corrected, rejected) stands, the new attempt going into
+    the history, unless `force`.
     """
     started = time.perf_counter()
     model = model or get_model(settings)
@@ -113,7 +116,7 @@ def process(
     except Exception as exc:  # a bug must not take the batch down: record it, go on
         log.exception("internal error on %s", registered.path)
         results = {name: failed(name, _internal_error(exc)) for name in claims.ids}
-    return steps.save(factory, registered, claims, results, model, settings, started)
+    return steps.save(factory, registered, claims, results, model, settings, started, force)
 
 
 def _internal_error(exc: Exception) -> ErrorItem:

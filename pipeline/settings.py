@@ -280,6 +280,18 @@ class RoutingSettings(BaseModel):
     )
 
 
+class ReviewSettings(BaseModel):
+    token: SecretStr | None = Field(
+        None,
+        description="Shared secret of the review desk (DOCEXTRACT_REVIEW__TOKEN): required to "
+        "bind anything but 127.0.0.1; sent as a cookie after `?token=` or a header. Never logged.",
+    )
+    base_url: str = Field(
+        "http://127.0.0.1:8765",
+        description="Where people open the desk (links in the report and `docextract status`).",
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable, in groups. Build it once at the edge and pass it down."""
 
@@ -320,6 +332,7 @@ class Settings(BaseSettings):
     tiling: TilingSettings = Field(default_factory=lambda: TilingSettings())
     extraction: ExtractionSettings = Field(default_factory=lambda: ExtractionSettings())
     routing: RoutingSettings = Field(default_factory=lambda: RoutingSettings())
+    review: ReviewSettings = Field(default_factory=lambda: ReviewSettings())
 
     @property
     def page_cache_dir(self) -> Path:

@@ -238,13 +238,15 @@ def save(
     model: VisionModel,
     settings: Settings,
     started: float,
+    force: bool = False,
 ) -> list[Outcome]:
-    """Store every schema's result in one transaction; the run summary's rows."""
+    """Store every schema's result in one transaction; the run summary's rows. `force`: replace
+    a reviewer's decision too (`rerun --force`)."""
     seconds = time.perf_counter() - started
     outcomes = {
         name: stored_outcome(results[name], model, settings, seconds) for name in claims.ids
     }
-    saved = _save_with_retries(factory, claims, outcomes)
+    saved = _save_with_retries(factory, claims, outcomes, force=force)
     rows = list(claims.skipped)
     for name, result in results.items():
         if not saved[name]:
@@ -273,6 +275,8 @@ def _save_with_retries(
     claims: Claims,
     outcomes: dict[str, repo.ExtractionOutcome],
     attempts: int = 3,
+    *,
+    force: bool = False,
 ) -> dict[str, bool]:
     """Every schema's outcome in one transaction, retried when the connection drops (the pool
     reconnects), so an hour of model work is not lost to a database blip."""
@@ -280,7 +284,9 @@ def _save_with_retries(
         try:
             with factory.begin() as session:
                 return {
-                    name: repo.save_outcome(session, extraction_id, claims.worker, outcomes[name])
+                    name: repo.save_outcome(
+                        session, extraction_id, claims.worker, outcomes[name], force=force
+                    )
                     for name, extraction_id in claims.ids.items()
                 }
         except OperationalError as exc:

@@ -3,12 +3,13 @@
 - `common`: the app, shared options, the error-to-exit-code mapping, options -> settings
 - `run`: run, status, show, db upgrade;  `ops`: rerun, export, serve
 - `quality`: schemas, eval, ask;  `scale`: pool deploy / run;  `tiles`: what the model sees
+- `review`: the review desk (`review`), the night's report (`report`), `eval --reviewed`
 - `output`: tables and JSON for the terminal
 """
 
 import sys
 
-from pipeline.cli import ops, quality, run, scale, tiles  # noqa: F401  (they register commands)
+from pipeline.cli import ops, quality, review, run, scale, tiles  # noqa: F401  (they register)
 from pipeline.cli.common import app
 
 __all__ = ["app", "main"]

@@ -33,7 +33,8 @@ StatusOption = Annotated[
     list[str] | None,
     typer.Option(
         "--status",
-        help="failed, needs_review, partial, succeeded or pending; repeat for several.",
+        help="failed, needs_review, partial, succeeded, pending, approved, corrected or "
+        "rejected; repeat for several.",
         show_default=False,
     ),
 ]
@@ -72,10 +73,18 @@ def rerun(
     db: DbOption = None,
     workers: Annotated[int | None, typer.Option(help="Documents in flight at once.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List, change nothing.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace records that reviewers approved, corrected or rejected."
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Rerun exactly the selected extractions (default: --status failed) through the Prefect
-    flow. A successful rerun replaces the current result; the history keeps the old one."""
+    flow. A successful rerun replaces the current result; the history keeps the old one. A
+    reviewed record (approved, corrected, rejected) stands unless --force: the attempt is kept
+    in the history, beside it in the review desk."""
 
     overrides = cli_overrides(backend=backend, workers=workers)
     settings = build_settings(db, **rerun_overrides(overrides, model))
@@ -96,6 +105,7 @@ def rerun(
         "schema_name": schema,
         "model": model,
         "overrides": overrides,
+        "force": force,
     }
     _print_rerun(_run_rerun_flow(url, settings, parameters, as_json), as_json)
 
@@ -153,8 +163,13 @@ def _print_rerun(result: dict[str, Any], as_json: bool) -> None:
 @app.command("export")
 @exits_cleanly
 def export_command(
-    out: Annotated[Path, typer.Option("--out", help="File to write (CSV adds <stem>.<list>.csv).")],
-    fmt: Annotated[str, typer.Option("--format", help="jsonl, csv or parquet.")] = "jsonl",
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="File to write (CSV adds <stem>.<list>.csv; truth: a folder)."),
+    ],
+    fmt: Annotated[
+        str, typer.Option("--format", help="jsonl, csv, parquet or truth (eval's ground truth).")
+    ] = "jsonl",
     status: StatusOption = None,
     schema: SchemaOption = None,
     model: Annotated[str | None, typer.Option(help="Model alias, id or id prefix.")] = None,
@@ -164,10 +179,12 @@ def export_command(
     db: DbOption = None,
 ) -> None:
     """Write current records, one row each with provenance columns (default: --status
-    succeeded), for an ERP import."""
+    succeeded), for an ERP import. `--format truth` writes reviewed records (default: --status
+    approved --status corrected) as ground truth that `docextract eval DIR` reads."""
 
     settings = build_settings(db)
-    selection = selection_from(status or ["succeeded"], None, doc, since, until, schema, model)
+    default = ["approved", "corrected"] if fmt == "truth" else ["succeeded"]
+    selection = selection_from(status or default, None, doc, since, until, schema, model)
     factory = session_factory(open_database(settings.db_url.get_secret_value(), create=False))
     with factory() as session:
         result = export(session, selection, fmt, out)

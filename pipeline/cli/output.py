@@ -122,6 +122,9 @@ def print_status(
             str(row["updated_at"])[:19],
         )
     console.print(table)
+    from pipeline.review.report import status_hint
+
+    console.print(status_hint(counts, runs[0].run_id if runs else None))
 
 
 def _runs_table(runs: Sequence[RunMetrics]) -> Table:

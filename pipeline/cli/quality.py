@@ -28,6 +28,7 @@ from pipeline.cli.common import (
     names_option,
 )
 from pipeline.cli.output import progress_bar
+from pipeline.cli.review import eval_reviewed
 from pipeline.errors import ConfigError, InputError, ModelError
 from pipeline.evaluation import Case, GroundTruth, SchemaReport, evaluate, load_ground_truth
 from pipeline.ingest import ingest_file
@@ -81,18 +82,34 @@ def schemas_command(schema: SchemaOption = None, as_json: JsonOption = False) ->
 @app.command("eval")
 @exits_cleanly
 def eval_command(
-    directory: Annotated[Path, typer.Argument(help="Folder of documents with NAME.json truth.")],
+    directory: Annotated[
+        Path | None, typer.Argument(help="Folder of documents with NAME.json truth.")
+    ] = None,
     schema: SchemaOption = None,
     model: ModelOption = None,
     backend: BackendOption = None,
     db: DbOption = None,
+    reviewed: Annotated[
+        bool,
+        typer.Option(
+            "--reviewed",
+            help="Instead of a folder: score the model's original records against the ones "
+            "reviewers approved or corrected in --db.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Run the pipeline over DIRECTORY and score it against the ground truth beside each file.
 
     Without --db the run goes into a temporary SQLite database, so every document is extracted
-    afresh; with --db, extractions already stored for this model are reused.
+    afresh; with --db, extractions already stored for this model are reused. With --reviewed,
+    nothing runs: the reviewed records in --db are the truth.
     """
+    if reviewed:
+        eval_reviewed(db, names_option(schema), as_json, _print_report)
+        return
+    if directory is None:
+        raise ConfigError("give a folder of documents with ground truth, or --reviewed")
     if not directory.is_dir():
         raise ConfigError(f"{str(directory)!r} is not a folder of documents with ground truth.")
     truths = load_ground_truth(directory)

@@ -39,7 +39,7 @@ from pipeline.store.models import Extraction
 from pipeline.store.queries import Selection, last_seen_paths, select_extractions, to_utc_assumed
 from schemas import get_schema
 
-FORMATS = ("jsonl", "csv", "parquet")
+FORMATS = ("jsonl", "csv", "parquet", "truth")
 _S, _I, _F = Shape("string"), Shape("integer"), Shape("number")
 # The provenance columns every row starts with, with their types.
 PROVENANCE = Shape(
@@ -120,6 +120,11 @@ def export(session: Session, selection: Selection, fmt: str, out: Path) -> Expor
     CSV/Parquet selection that mixes schemas or names an unknown one, or a missing pyarrow."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "truth":  # `out` is a folder: documents with their NAME.json (pipeline.review)
+        from pipeline.review.truth import write_truth
+
+        written = write_truth(session, selection, out)
+        return ExportResult(written.documents, written.files)
     rows = export_rows(session, selection)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "jsonl":
