@@ -62,6 +62,12 @@ def schema_from_model(reference: str) -> type[ExtractionSchema]:
             f"Cannot import {module_name!r} for schema {reference!r}: {exc}. Install the package "
             "or add its folder to PYTHONPATH."
         ) from None
+    except Exception as exc:  # the user's module is not ours to trust: anything may go wrong
+        raise ConfigError(
+            f"Importing {module_name!r} for schema {reference!r} raised "
+            f"{type(exc).__name__}: {exc}. Fix the module (`python -c 'import {module_name}'` "
+            "shows the traceback)."
+        ) from None
     model = getattr(module, attr, None)
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         raise ConfigError(

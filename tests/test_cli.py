@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.store.db import open_database
 
 runner = CliRunner()
 
@@ -55,3 +57,45 @@ def test_an_unknown_backend_lists_the_known_ones(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "Unknown backend 'nope'" in result.output and "transformers" in result.output
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://etl:hunter2@127.0.0.1/x", "write 'postgresql://' instead"),
+        ("mysql://etl:hunter2@127.0.0.1/x", "supports SQLite"),
+        ("postgresql://etl:hunter2@127.0.0.1:notaport/x", "the port is not a number"),
+        ("postgresql+psycopg2://etl:hunter2@127.0.0.1/x", "driver is not installed"),
+    ],
+)
+def test_an_unsupported_database_url_is_a_one_line_configuration_error(
+    url: str, expected: str
+) -> None:
+    for command in (["status"], ["db", "upgrade"], ["export", "--out", "x.jsonl"]):
+        result = runner.invoke(app, [*command, "--db", url])
+        assert result.exit_code == 2, (command, result.output)
+        assert expected in result.output and "hunter2" not in result.output
+        assert "Traceback" not in result.output
+
+
+def test_a_custom_schema_module_that_raises_on_import_is_a_configuration_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "broken_models_cli.py").write_text("raise RuntimeError('no licence key')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = runner.invoke(app, ["schemas", "--schema", "broken_models_cli:Receipt"])
+    assert result.exit_code == 2, result.output
+    assert "RuntimeError: no licence key" in result.output
+
+
+def test_an_export_to_a_path_that_cannot_be_written_is_a_configuration_error(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    open_database(url)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = runner.invoke(app, ["export", "--out", str(blocker / "out.jsonl"), "--db", url])
+    assert result.exit_code == 2, result.output
+    assert "cannot write the export" in " ".join(result.output.split())
+

@@ -14,8 +14,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy import URL, Engine, create_engine, event, inspect
+from sqlalchemy.exc import NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.errors import ConfigError, StoreError
@@ -31,28 +31,58 @@ def safe_url(url: str) -> str:
 
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except SQLAlchemyError:
+    except (SQLAlchemyError, ValueError):  # ValueError: a port that is not a number
         return "<unparseable database URL>"
 
 
-def make_engine(url: str) -> Engine:
-    """An Engine for `url`; SQLite gets WAL, a busy timeout and foreign keys."""
+SUPPORTED_DATABASES = "SQLite (sqlite:///path/to/docextract.db) or PostgreSQL (postgresql://user@host/db)"
+
+
+def parse_url(url: str) -> URL:
+    """`url` parsed and checked to name a supported database. Raises ConfigError (never
+    showing the password) for an unparsable URL, a port that is not a number, `postgres://`,
+    or another database than SQLite and PostgreSQL."""
     from sqlalchemy.engine import make_url
 
     try:
         parsed = make_url(url)
-    except SQLAlchemyError as exc:
-        raise ConfigError(f"Cannot parse database URL {safe_url(url)!r}: {exc}") from None
+    except (SQLAlchemyError, ValueError) as exc:  # ValueError: a port that is not a number
+        reason = "the port is not a number" if isinstance(exc, ValueError) else str(exc)
+        raise ConfigError(f"Cannot parse the database URL: {reason}.") from None
+    backend = parsed.get_backend_name()
+    if backend == "postgres":
+        raise ConfigError(
+            f"Database URL {safe_url(url)!r}: SQLAlchemy does not accept 'postgres://'; "
+            "write 'postgresql://' instead."
+        )
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"Database URL {safe_url(url)!r} names {backend!r}; docextract supports "
+            f"{SUPPORTED_DATABASES}."
+        )
     if parsed.drivername == "postgresql":  # psycopg 3 is what we install
         parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
-        return engine
-    return create_engine(parsed, pool_pre_ping=True)
+    return parsed
+
+
+def make_engine(url: str) -> Engine:
+    """An Engine for `url`; SQLite gets WAL, a busy timeout and foreign keys. Raises
+    ConfigError for an unsupported URL or a database driver that is not installed."""
+    parsed = parse_url(url)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(parsed, connect_args={"timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "begin", _sqlite_begin_immediate)
+            return engine
+        return create_engine(parsed, pool_pre_ping=True)
+    except (ImportError, NoSuchModuleError) as exc:
+        raise ConfigError(
+            f"Database URL {safe_url(url)!r}: its driver is not installed ({exc}); use "
+            "postgresql:// (psycopg 3, installed) or sqlite:///."
+        ) from None
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
