@@ -99,3 +99,28 @@ def test_an_export_to_a_path_that_cannot_be_written_is_a_configuration_error(
     assert result.exit_code == 2, result.output
     assert "cannot write the export" in " ".join(result.output.split())
 
+
+@pytest.mark.parametrize(
+    "command", [["status"], ["show", "abcdef"], ["export", "--out", "x.jsonl"], ["rerun"]]
+)
+def test_reading_commands_on_a_missing_sqlite_file_create_nothing(
+    tmp_path: Path, command: list[str]
+) -> None:
+    missing = tmp_path / "typo" / "docextract.db"
+    result = runner.invoke(app, [*command, "--db", f"sqlite:///{missing}"])
+    assert result.exit_code == 3, result.output
+    assert "does not exist" in result.output
+    assert not missing.exists() and not missing.parent.exists()
+
+
+def test_status_on_an_empty_database_says_it_is_empty(db_url: str) -> None:
+    from sqlalchemy import create_engine, inspect
+
+    if db_url.startswith("sqlite"):
+        create_engine(db_url).connect().close()  # an empty SQLite file
+    result = runner.invoke(app, ["status", "--db", db_url])
+    assert result.exit_code == 0, result.output
+    assert "is empty" in " ".join(result.output.split()) and "revision" not in result.output
+    assert inspect(create_engine(db_url)).get_table_names() == []  # nothing created
+    exported = runner.invoke(app, ["export", "--out", "x.jsonl", "--db", db_url])
+    assert exported.exit_code == 3 and "is empty" in " ".join(exported.output.split())

@@ -28,7 +28,7 @@ from pipeline.cli.common import (
     exits_cleanly,
 )
 from pipeline.errors import ConfigError, StoreError
-from pipeline.store.db import open_database, safe_url, session_factory
+from pipeline.store.db import EmptyDatabase, open_database, safe_url, session_factory
 
 
 @app.command()
@@ -118,7 +118,12 @@ def status(
     from pipeline.store.queries import recent_run_metrics
 
     settings = build_settings(db)
-    factory = session_factory(open_database(settings.db_url.get_secret_value(), create=False))
+    try:
+        engine = open_database(settings.db_url.get_secret_value(), create=False)
+    except EmptyDatabase as exc:  # a state, not a failure: nothing has run against it yet
+        console.print(str(exc), markup=False)
+        return
+    factory = session_factory(engine)
     with factory() as session:
         counts = repo.status_counts(session)
         latest = repo.latest_extractions(session, limit)

@@ -126,12 +126,20 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
     return before, head_revision(engine)
 
 
+class EmptyDatabase(StoreError):
+    """A reading command met a database without docextract's tables: nothing extracted yet."""
+
+
 def open_database(url: str, *, create: bool = True) -> Engine:
     """Connect and check the schema version.
 
-    An empty database gets the schema when `create` is set. A database at an older revision
+    An empty database gets the schema when `create` is set (commands that write). Without
+    `create` (commands that only read) nothing is created: a SQLite file that does not exist
+    raises StoreError, an empty database EmptyDatabase. A database at an older revision
     raises StoreError naming `docextract db upgrade`; an unreachable one raises StoreError.
     """
+    if not create:
+        _require_sqlite_file(url)
     engine = make_engine(url)
     try:
         with engine.connect() as connection:
@@ -140,6 +148,12 @@ def open_database(url: str, *, create: bool = True) -> Engine:
             log.info("empty database %s: creating the schema", safe_url(url))
             upgrade(engine)
             return engine
+        if not tables:
+            raise EmptyDatabase(
+                f"The database {safe_url(url)!r} is empty: nothing has been extracted into it "
+                "yet (`docextract run` creates its tables). Check --db or DOCEXTRACT_DB_URL if "
+                "you expected results there."
+            )
         current, head = current_revision(engine), head_revision(engine)
     except OperationalError as exc:
         raise StoreError(
@@ -152,6 +166,20 @@ def open_database(url: str, *, create: bool = True) -> Engine:
             f"needs {head!r}. Run `docextract db upgrade --db URL` (back it up first)."
         )
     return engine
+
+
+def _require_sqlite_file(url: str) -> None:
+    """Raise StoreError when `url` is a SQLite file that does not exist (connecting would
+    create it, empty, at what is most likely a mistyped path)."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    path = Path(parsed.database).expanduser()
+    if not path.is_file():
+        raise StoreError(
+            f"The SQLite database {str(path)!r} does not exist (nothing was created). Check "
+            "--db or DOCEXTRACT_DB_URL; `docextract run` creates a new one."
+        )
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
