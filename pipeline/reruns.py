@@ -155,7 +155,7 @@ def _unit(row: Extraction) -> RerunUnit:
         row.prompt_version,
         row.status,
         row.error_category,
-        row.error_message or ("; ".join(row.review_reasons[:2]) or None),
+        row.reason,
         row.updated_at,
     )
 

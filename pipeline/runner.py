@@ -239,7 +239,7 @@ def _claim_units(
                     registered.sha256,
                     name,
                     current.status if current else Status.PENDING.value,
-                    (current.error_message if current else None) or "already done (unchanged)",
+                    (current.reason if current else None) or "already done (unchanged)",
                     document.page_count if document else None,
                     0.0,
                     did_work=False,

@@ -62,8 +62,9 @@ def get_schema(name: str) -> type[ExtractionSchema]:
     if is_custom_reference(name):
         return _load_custom(name)
     raise ConfigError(
-        f"Unknown schema {name!r}. Known schemas: {', '.join(known_schemas())}; or give "
-        "'package.module:Model' or a JSON Schema file (*.json)."
+        f"Unknown schema {name!r}. Known schemas: {', '.join(known_schemas())}, and 'auto' "
+        "(the model picks one per document); or give 'package.module:Model' or a JSON Schema "
+        "file (*.json)."
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,62 @@ def test_status_on_an_empty_database_says_it_is_empty(db_url: str) -> None:
     assert inspect(create_engine(db_url)).get_table_names() == []  # nothing created
     exported = runner.invoke(app, ["export", "--out", "x.jsonl", "--db", db_url])
     assert exported.exit_code == 3 and "is empty" in " ".join(exported.output.split())
+
+
+def test_zero_workers_is_refused_by_the_option(tmp_path: Path) -> None:
+    for command in (["run", str(tmp_path)], ["rerun"], ["serve", "--inbox", str(tmp_path)]):
+        result = runner.invoke(app, [*command, "--workers", "0"])
+        assert result.exit_code == 2, (command, result.output)
+        assert "Invalid value for '--workers'" in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("tiny-randm", "Unknown model 'tiny-randm'"),
+        ("./no-such-checkpoint", "does not exist"),
+        ("some-org/never-downloaded-model", "not in the local Hugging Face cache"),
+    ],
+)
+def test_a_mistyped_model_fails_at_once_and_writes_nothing(
+    tmp_path: Path, model: str, expected: str
+) -> None:
+    import time
+
+    db = tmp_path / "x.db"
+    started = time.monotonic()
+    result = runner.invoke(app, ["run", str(tmp_path), "--model", model, "--db", f"sqlite:///{db}"])
+    assert time.monotonic() - started < 10
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert expected in message and "tiny-random" in message  # the aliases are listed
+    assert not db.exists()
+
+
+def test_show_says_a_hash_prefix_needs_six_characters(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    open_database(url)
+    result = runner.invoke(app, ["show", "ab12c", "--db", url])
+    assert result.exit_code == 1
+    assert "at least 6 characters" in result.output
+
+
+def test_auto_is_among_the_known_schemas(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["run", str(tmp_path), "--schema", "invoce", "--backend", "scripted"]
+    )
+    assert result.exit_code == 2
+    assert "'auto'" in result.output
+    listed = runner.invoke(app, ["schemas", "--json"])
+    assert "auto" in [row["name"] for row in json.loads(listed.output)]
+
+
+def test_every_time_on_screen_has_one_format() -> None:
+    from datetime import UTC, datetime
+
+    from pipeline.cli.output import local_time
+
+    naive = datetime(2026, 11, 27, 2, 0, 5)  # SQLite: UTC, naive
+    aware = naive.replace(tzinfo=UTC)  # PostgreSQL
+    assert local_time(naive) == local_time(aware) == local_time(aware.isoformat())
+    assert len(local_time(naive)) == 19 and "T" not in local_time(naive)

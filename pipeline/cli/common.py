@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from pipeline.backends import create_model
@@ -47,6 +48,9 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+WorkersOption = Annotated[
+    int | None, typer.Option(help="Documents in flight at once (1 or more).", min=1)
+]
 
 
 def exits_cleanly(command: F) -> F:
@@ -73,6 +77,11 @@ def build_settings(db: str | None = None, **overrides: Any) -> Settings:
         values["db_url"] = db
     try:
         return Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid setting: {problems}") from None
     except ValueError as exc:
         raise ConfigError(f"invalid setting: {exc}") from None
 
@@ -131,5 +140,10 @@ def check_names(settings: Settings, *, connect: bool = True) -> None:
         if name != AUTO:
             get_schema(name)
     model = create_model(settings)  # unknown backend or model names fail here, before any work
-    if connect and getattr(model, "batches_itself", False):
+    if not connect:
+        return
+    preflight = getattr(model, "preflight", None)
+    if preflight is not None:
+        preflight()  # a checkpoint that cannot be had here (offline, not cached) stops it now
+    if getattr(model, "batches_itself", False):
         model.load()  # a remote server that is down, or lacks the model, stops the run now

@@ -13,6 +13,7 @@ from rich.table import Table
 from pipeline.cli.common import (
     DbOption,
     JsonOption,
+    WorkersOption,
     app,
     build_settings,
     check_names,
@@ -66,7 +67,7 @@ def rerun(
     ] = None,
     backend: Annotated[str | None, typer.Option(help="Backend name.")] = None,
     db: DbOption = None,
-    workers: Annotated[int | None, typer.Option(help="Documents in flight at once.")] = None,
+    workers: WorkersOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List, change nothing.")] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -112,6 +113,8 @@ def _run_rerun_flow(
 
 
 def _print_plan(plan: dict[str, Any], as_json: bool) -> None:
+    from pipeline.cli.output import local_time
+
     if as_json:
         print(json.dumps(plan, indent=2, default=str))
         return
@@ -126,7 +129,7 @@ def _print_plan(plan: dict[str, Any], as_json: bool) -> None:
             u["model_id"],
             u["status"],
             u["reason"] or "",
-            str(u["updated_at"])[:19],
+            local_time(u["updated_at"]),
         )
     console.print(table)
     _print_skipped(plan["skipped"])
@@ -189,7 +192,7 @@ def serve(
     schema: Annotated[str | None, typer.Option(help="Schema name(s), comma-separated.")] = None,
     model: Annotated[str | None, typer.Option(help="Model alias, folder or hub id.")] = None,
     backend: Annotated[str | None, typer.Option(help="Backend name.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Documents in flight per run.")] = None,
+    workers: WorkersOption = None,
     db: DbOption = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the deployments, serve nothing.")

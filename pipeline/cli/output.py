@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
@@ -15,7 +16,7 @@ from rich.table import Table
 from pipeline import progress
 from pipeline.runner import Outcome
 from pipeline.store.models import Document, Extraction
-from pipeline.store.queries import RunMetrics
+from pipeline.store.queries import RunMetrics, to_utc_assumed
 
 STATUS_STYLE = {
     "succeeded": "green",
@@ -25,6 +26,21 @@ STATUS_STYLE = {
     "running": "cyan",
     "pending": "dim",
 }
+
+
+def local_time(moment: datetime | str | None) -> str:
+    """Every time on screen in one format: this machine's local time, to the second (the
+    time `--since`/`--until` read). Stored times are UTC; SQLite hands them back naive."""
+    if moment is None:
+        return "-"
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return to_utc_assumed(moment).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def iso_time(moment: datetime | None) -> str | None:
+    """A stored time for JSON: ISO 8601 in UTC with its offset."""
+    return None if moment is None else to_utc_assumed(moment).isoformat()
 
 
 @contextmanager
@@ -119,7 +135,7 @@ def print_status(
             row["model_id"],
             f"[{STATUS_STYLE.get(row['status'], '')}]{row['status']}[/]",
             row["reason"] or "",
-            str(row["updated_at"])[:19],
+            local_time(row["updated_at"]),
         )
     console.print(table)
 
@@ -135,7 +151,7 @@ def _runs_table(runs: Sequence[RunMetrics]) -> Table:
         table.add_row(
             str(r.run_id),
             r.kind,
-            str(r.started_at)[:19],
+            local_time(r.started_at),
             str(r.extractions),
             str(r.pages),
             "unfinished" if r.finished_at is None else (f"{rate:,.0f}" if rate else "-"),
@@ -146,7 +162,6 @@ def _runs_table(runs: Sequence[RunMetrics]) -> Table:
 
 def _extraction_row(e: Extraction) -> dict[str, Any]:
     names = [p.name for p in sorted(e.document.paths, key=lambda p: (p.last_seen_at, p.id))]
-    reason = e.error_message or ("; ".join(e.review_reasons[:2]) if e.review_reasons else None)
     return {
         "document": names[-1] if names else "",
         "sha256": e.document.sha256,
@@ -154,7 +169,7 @@ def _extraction_row(e: Extraction) -> dict[str, Any]:
         "model_id": e.model_id,
         "status": e.status,
         "error_category": e.error_category,
-        "reason": reason,
+        "reason": e.reason,
         "tokens": e.input_tokens + e.output_tokens,
         "pages": e.pages_total,
         "updated_at": e.updated_at,
@@ -169,8 +184,8 @@ def document_json(document: Document, raw: bool = False) -> dict[str, Any]:
         "size_bytes": document.size_bytes,
         "page_count": document.page_count,
         "paths": [p.path for p in document.paths],
-        "first_seen_at": str(document.first_seen_at),
-        "last_seen_at": str(document.last_seen_at),
+        "first_seen_at": iso_time(document.first_seen_at),
+        "last_seen_at": iso_time(document.last_seen_at),
         "pages": [
             {"number": p.number, "width": p.width, "height": p.height, "dpi": p.dpi}
             for p in document.pages
@@ -199,10 +214,10 @@ def _extraction_json(e: Extraction, raw: bool) -> dict[str, Any]:
         "seconds": e.seconds,
         "attempts": e.attempts,
         "errors": e.errors,
-        "updated_at": str(e.updated_at),
+        "updated_at": iso_time(e.updated_at),
         "history": [
             {
-                "at": str(ev.at),
+                "at": iso_time(ev.at),
                 "status": ev.status,
                 "attempt": ev.attempt,
                 "error_category": ev.error_category,

@@ -26,6 +26,7 @@ from pipeline.cli.common import (
 )
 from pipeline.errors import ConfigError, InputError, ModelError
 from pipeline.evaluation import Case, GroundTruth, SchemaReport, evaluate, load_ground_truth
+from pipeline.routing import AUTO
 from pipeline.settings import Settings
 from schemas.base import ExtractionSchema
 
@@ -57,6 +58,15 @@ def schemas_command(schema: SchemaOption = None, as_json: JsonOption = False) ->
         }
         for name, s in known_schemas().items()
     ]
+    rows.append(
+        {
+            "name": AUTO,
+            "version": "-",
+            "origin": "routing",
+            "fields": 0,
+            "summary": "the model picks one of DOCEXTRACT_ROUTING__CANDIDATES per document",
+        }
+    )
     if as_json:
         print(json.dumps(rows, indent=2))
         return

@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from pipeline.cli.common import (
     DbOption,
     JsonOption,
+    WorkersOption,
     app,
     build_settings,
     check_names,
@@ -71,7 +72,7 @@ def run(
         ),
     ] = None,
     db: DbOption = None,
-    workers: Annotated[int | None, typer.Option(help="Documents in flight at once.")] = None,
+    workers: WorkersOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Extract every document under PATHS through the Prefect flow, then print a summary."""
@@ -147,7 +148,12 @@ def show(
     with factory() as session:
         documents = repo.find_documents(session, doc)
         if not documents:
-            err_console.print(f"no document matches {doc!r}; `docextract status` lists them")
+            short = len(doc) < 6 and all(c in "0123456789abcdefABCDEF" for c in doc)
+            hint = "; a sha256 prefix needs at least 6 characters" if short else ""
+            err_console.print(
+                f"no document matches {doc!r}{hint}; `docextract status` lists them",
+                markup=False,
+            )
             raise typer.Exit(1)
         if len(documents) > 1:
             names = ", ".join(d.sha256[:12] for d in documents)

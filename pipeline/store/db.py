@@ -35,7 +35,9 @@ def safe_url(url: str) -> str:
         return "<unparseable database URL>"
 
 
-SUPPORTED_DATABASES = "SQLite (sqlite:///path/to/docextract.db) or PostgreSQL (postgresql://user@host/db)"
+SUPPORTED_DATABASES = (
+    "SQLite (sqlite:///path/to/docextract.db) or PostgreSQL (postgresql://user@host/db)"
+)
 
 
 def parse_url(url: str) -> URL:
