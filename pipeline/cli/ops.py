@@ -85,6 +85,7 @@ def rerun(
             plan = plan_rerun(session, selection, settings)
         _print_plan(plan.to_json(), as_json)
         return
+    check_names(settings)  # a mistyped --model stops here, before any row is claimed
     parameters = {
         "statuses": status,
         "error_categories": error_category,
@@ -179,6 +180,41 @@ def export_command(
         result = export(session, selection, fmt, out)
     files = ", ".join(str(f) for f in result.files)
     console.print(f"exported {result.rows} record(s) to {files}")
+
+
+@app.command()
+@exits_cleanly
+def forget(
+    model: Annotated[
+        str,
+        typer.Option(help="Exactly this model id or alias (what `status` shows in 'model')."),
+    ],
+    schema: SchemaOption = None,
+    status: StatusOption = None,
+    db: DbOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, remove nothing.")] = False,
+) -> None:
+    """Remove the extractions a mistaken run left (a mistyped --model), with their history.
+    Documents stay; running claims are never touched."""
+    from pipeline.reruns import selection_from
+    from pipeline.settings import MODEL_ALIASES
+    from pipeline.store.repository import forget_extractions
+
+    settings = build_settings(db)
+    selection = selection_from(status, None, None, None, None, schema, model)  # checks names
+    factory = session_factory(open_database(settings.db_url.get_secret_value(), create=False))
+    with factory.begin() as session:
+        forgotten = forget_extractions(
+            session,
+            MODEL_ALIASES.get(model, model),
+            schema=selection.schema,
+            statuses=list(status or ()),
+            dry_run=dry_run,
+        )
+    verb = "would remove" if dry_run else "removed"
+    console.print(f"{verb} {forgotten.extractions} extraction(s) and their history")
+    for (model_id, schema_name, state), count in sorted(forgotten.groups.items()):
+        console.print(f"  {count} {state} {schema_name} by {model_id}", markup=False)
 
 
 @app.command()

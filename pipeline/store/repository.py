@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -427,3 +427,45 @@ def find_documents(session: Session, reference: str) -> list[Document]:
 
 def seen_since(session: Session, since: datetime) -> list[Document]:
     return list(session.scalars(select(Document).where(Document.last_seen_at >= since)))
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What `forget_extractions` removed (or would remove): counts per (model, schema, status)."""
+
+    groups: dict[tuple[str, str, str], int]
+
+    @property
+    def extractions(self) -> int:
+        return sum(self.groups.values())
+
+
+def forget_extractions(
+    session: Session,
+    model_id: str,
+    *,
+    schema: str | None = None,
+    statuses: Sequence[str] = (),
+    dry_run: bool = False,
+) -> Forgotten:
+    """Delete the extractions made by exactly `model_id` (optionally only `schema` and
+    `statuses`), with their history: what a mistaken run left. Documents, pages and runs stay.
+    With `dry_run`, count only. Running claims are never touched (a live worker owns them)."""
+    conditions = [Extraction.model_id == model_id, Extraction.status != Status.RUNNING.value]
+    if schema:
+        conditions.append(Extraction.schema_name == schema)
+    if statuses:
+        conditions.append(Extraction.status.in_(list(statuses)))
+    rows = session.execute(
+        select(Extraction.model_id, Extraction.schema_name, Extraction.status, func.count())
+        .where(*conditions)
+        .group_by(Extraction.model_id, Extraction.schema_name, Extraction.status)
+    )
+    forgotten = Forgotten({(m, s, st): n for m, s, st, n in rows})
+    if not dry_run and forgotten.extractions:
+        ids = select(Extraction.id).where(*conditions).scalar_subquery()
+        session.execute(delete(ExtractionEvent).where(ExtractionEvent.extraction_id.in_(ids)))
+        session.execute(
+            delete(Extraction).where(*conditions).execution_options(synchronize_session=False)
+        )
+    return forgotten
