@@ -31,7 +31,7 @@ from pipeline.settings import Settings
 from pipeline.store import repository as repo
 from pipeline.store.models import Document
 from pipeline.types import ErrorCategory, ErrorItem, PageImage, Status
-from schemas import get_schema
+from schemas import get_schema, schema_reference
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def process(
             Outcome(
                 registered.path,
                 registered.sha256,
-                name,
+                result.schema_name,  # the stored name, not the reference (receipt.json)
                 result.status.value,
                 result.error_message or _review_summary(result),
                 pages,
@@ -237,7 +237,7 @@ def _claim_units(
                 Outcome(
                     registered.path,
                     registered.sha256,
-                    name,
+                    schema_name,
                     current.status if current else Status.PENDING.value,
                     (current.reason if current else None) or "already done (unchanged)",
                     document.page_count if document else None,
@@ -389,6 +389,7 @@ def _fields(
             "backend": backend_name_for(settings),
             "prompt_version": result.prompt_version,
             "schema_version": result.schema_version,
+            **({"schema_ref": ref} if (ref := schema_reference(result.schema_name)) else {}),
             "tiling": settings.tiling.strategy,
             "dpi": settings.raster.dpi,
             "max_new_tokens": settings.model.max_new_tokens,
