@@ -184,3 +184,33 @@ def test_every_time_on_screen_has_one_format() -> None:
     aware = naive.replace(tzinfo=UTC)  # PostgreSQL
     assert local_time(naive) == local_time(aware) == local_time(aware.isoformat())
     assert len(local_time(naive)) == 19 and "T" not in local_time(naive)
+
+
+def test_tables_honour_columns_keep_names_whole_and_reasons_on_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    from pipeline.cli.common import output_width
+    from pipeline.cli.output import print_outcomes
+    from pipeline.runner import Outcome
+
+    monkeypatch.setenv("COLUMNS", "100")
+    assert output_width() is None  # rich reads COLUMNS
+    monkeypatch.delenv("COLUMNS")
+    assert output_width() == 160  # a file or CI log without COLUMNS
+    name = "invoice-2026-11-27-acme-industrial.pdf"
+    reasons = "line 3: amount 721.50 != quantity 7.5 x unit price 95.00 (tolerance 0.01) (+11 more)"
+    rows = [
+        Outcome(f"/in/{name}", "ab", "invoice", "needs_review", reasons, 2, 1.5, True),
+        Outcome("/in/b.pdf", "cd", "invoice", "succeeded", None, 1, 0.0, False),
+    ]
+    console = Console(width=100, file=io.StringIO())
+    print_outcomes(console, rows)
+    lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert max(len(line) for line in lines) <= 100
+    assert sum(name in line for line in lines) == 1  # whole, on one line
+    assert len([line for line in lines if line.startswith("│")]) == 2  # one line per row
+    assert "unchanged" in lines[-3]

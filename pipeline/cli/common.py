@@ -8,6 +8,7 @@ Prefect is imported only by the commands that run flows.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -33,8 +34,17 @@ app = typer.Typer(
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema commands.")
 app.add_typer(db_app, name="db")
-# Tables stay readable when the output goes to a file or CI log (rich assumes 80 columns there).
-console = Console(width=None if sys.stdout.isatty() else 160)
+
+
+def output_width() -> int | None:
+    """The width tables are laid out for: the terminal's, or COLUMNS when set (rich reads
+    it); 160 when output goes to a file or CI log without COLUMNS (rich would assume 80)."""
+    if sys.stdout.isatty() or os.environ.get("COLUMNS", "").strip().isdigit():
+        return None
+    return 160
+
+
+console = Console(width=output_width())
 err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])

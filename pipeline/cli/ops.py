@@ -114,14 +114,13 @@ def _run_rerun_flow(
 
 
 def _print_plan(plan: dict[str, Any], as_json: bool) -> None:
-    from pipeline.cli.output import local_time
+    from pipeline.cli.output import add_columns, fit_reason, local_time
 
     if as_json:
         print(json.dumps(plan, indent=2, default=str))
         return
     table = Table(title=f"rerun plan: {len(plan['units'])} extraction(s)")
-    for column in ("document", "sha256", "schema", "model", "status", "reason", "updated"):
-        table.add_column(column, overflow="fold")
+    add_columns(table, ("document", "sha256", "schema", "model", "status", "reason", "updated"))
     for u in plan["units"]:
         table.add_row(
             u["name"],
@@ -132,7 +131,7 @@ def _print_plan(plan: dict[str, Any], as_json: bool) -> None:
             u["reason"] or "",
             local_time(u["updated_at"]),
         )
-    console.print(table)
+    console.print(fit_reason(table, console))
     _print_skipped(plan["skipped"])
 
 

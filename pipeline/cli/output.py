@@ -10,8 +10,10 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Console
+from rich.errors import MarkupError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from pipeline import progress
 from pipeline.runner import Outcome
@@ -41,6 +43,38 @@ def local_time(moment: datetime | str | None) -> str:
 def iso_time(moment: datetime | None) -> str | None:
     """A stored time for JSON: ISO 8601 in UTC with its offset."""
     return None if moment is None else to_utc_assumed(moment).isoformat()
+
+
+def add_columns(table: Table, names: Sequence[str]) -> None:
+    """Columns that never wrap: a file name is never split, and a row stays one line (see
+    `fit_reason`)."""
+    for name in names:
+        table.add_column(name, no_wrap=True, overflow="ellipsis")
+
+
+def fit_reason(table: Table, console: Console) -> Table:
+    """Give the `reason` column what the other columns leave of the console's width (at least
+    8), so a reason (one line already, with a count of the others) ends in an ellipsis
+    instead of wrapping over many lines; `show` has it in full."""
+    others = 0
+    for column in table.columns:
+        if column.header == "reason":
+            continue
+        cells = [_cell_len(c) for c in column._cells]
+        others += max([len(str(column.header)), *cells]) + 3  # padding and border
+    reason = next((c for c in table.columns if c.header == "reason"), None)
+    if reason is not None:
+        reason.width = max(8, console.width - others - 4)
+    return table
+
+
+def _cell_len(cell: object) -> int:
+    if not isinstance(cell, str):
+        return 1
+    try:
+        return Text.from_markup(cell).cell_len
+    except MarkupError:
+        return Text(cell).cell_len
 
 
 @contextmanager
@@ -83,19 +117,17 @@ def print_outcomes(
         print(json.dumps([o.to_json() for o in outcomes], indent=2))
         return
     table = Table(title=f"docextract {title}")
-    for column in ("document", "pages", "schema", "status", "reason", "seconds"):
-        table.add_column(column, overflow="fold")
+    add_columns(table, ("document", "pages", "schema", "status", "reason", "seconds"))
     for o in outcomes:
-        status = o.status if o.did_work else f"{o.status} (unchanged)"
         table.add_row(
             o.path.rsplit("/", 1)[-1],
             str(o.pages or "-"),
             o.schema,
-            f"[{STATUS_STYLE.get(o.status, '')}]{status}[/]",
+            f"[{STATUS_STYLE.get(o.status, '')}]{o.status}[/]",
             o.reason or "",
-            f"{o.seconds:.1f}",
+            f"{o.seconds:.1f}" if o.did_work else "unchanged",
         )
-    console.print(table)
+    console.print(fit_reason(table, console))
     counts = Counter(o.status for o in outcomes)
     worked = sum(1 for o in outcomes if o.did_work)
     console.print(
@@ -125,8 +157,7 @@ def print_status(
     if runs:
         console.print(_runs_table(runs))
     table = Table(title="latest")
-    for column in ("document", "sha256", "schema", "model", "status", "reason", "updated"):
-        table.add_column(column, overflow="fold")
+    add_columns(table, ("document", "sha256", "schema", "model", "status", "reason", "updated"))
     for row in rows:
         table.add_row(
             row["document"],
@@ -137,7 +168,7 @@ def print_status(
             row["reason"] or "",
             local_time(row["updated_at"]),
         )
-    console.print(table)
+    console.print(fit_reason(table, console))
 
 
 def _runs_table(runs: Sequence[RunMetrics]) -> Table:
