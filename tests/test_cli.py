@@ -150,7 +150,7 @@ def test_a_mistyped_model_fails_at_once_and_writes_nothing(
     db = tmp_path / "x.db"
     started = time.monotonic()
     result = runner.invoke(app, ["run", str(tmp_path), "--model", model, "--db", f"sqlite:///{db}"])
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 30  # was 47 s of hub retries; torch import included
     assert result.exit_code == 2, result.output
     message = " ".join(result.output.split())
     assert expected in message and "tiny-random" in message  # the aliases are listed
