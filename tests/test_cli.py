@@ -214,3 +214,17 @@ def test_tables_honour_columns_keep_names_whole_and_reasons_on_one_line(
     assert sum(name in line for line in lines) == 1  # whole, on one line
     assert len([line for line in lines if line.startswith("│")]) == 2  # one line per row
     assert "unchanged" in lines[-3]
+
+
+def test_without_schema_documents_are_routed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No --schema means `auto` (a mixed inbox is not read as invoices), unless
+    DOCEXTRACT_SCHEMAS says otherwise."""
+    monkeypatch.setenv("DOCEXTRACT_DB_URL", f"sqlite:///{tmp_path / 'x.db'}")
+    args = ["serve", "--inbox", str(tmp_path), "--backend", "scripted", "--dry-run"]
+    nightly = json.loads(runner.invoke(app, args).output)[0]
+    assert nightly["parameters"]["overrides"]["schemas"] == ["auto"]
+    monkeypatch.setenv("DOCEXTRACT_SCHEMAS", '["invoice"]')
+    nightly = json.loads(runner.invoke(app, args).output)[0]
+    assert "schemas" not in nightly["parameters"]["overrides"]

@@ -173,7 +173,7 @@ def test_two_workers_on_a_process_pool_do_each_document_exactly_once(
     for number in range(DOCUMENTS):
         make_png(inbox / f"doc-{number:02d}.png", f"document {number}")
     cli = CliRunner()
-    pool = ["--pool", workers.pool, "--backend", "scripted"]
+    pool = ["--pool", workers.pool, "--backend", "scripted", "--schema", "invoice"]
     nightly = ["--cron", "0 2 * * *", "--timezone", "UTC", "--inbox", str(inbox)]
     deployed = cli.invoke(app, ["pool", "deploy", *pool, "--workers", "2", *nightly])
     assert deployed.exit_code == 0, deployed.output
@@ -325,7 +325,7 @@ def test_a_chunk_that_fails_on_its_worker_is_reported_and_its_documents_stay_cla
     broken = {**pool_env, "DOCEXTRACT_DB_URL": "postgresql://nobody@127.0.0.1:1/none"}
     env = {**os.environ, **broken, "PREFECT_API_URL": prefect_api_url}
     with running_workers(["misconfigured"], env, tmp_path, prefix="broken-pool") as workers:
-        pool = ["--pool", workers.pool, "--backend", "scripted"]
+        pool = ["--pool", workers.pool, "--backend", "scripted", "--schema", "invoice"]
         cli = CliRunner()
         assert cli.invoke(app, ["pool", "deploy", *pool]).exit_code == 0
         args = ["pool", "run", str(inbox), *pool, "--timeout", str(RUN_TIMEOUT_S), "--json"]

@@ -96,6 +96,14 @@ def build_settings(db: str | None = None, **overrides: Any) -> Settings:
         raise ConfigError(f"invalid setting: {exc}") from None
 
 
+def schema_or_default(schema: str | None) -> str | None:
+    """`--schema` as given; without it (and without DOCEXTRACT_SCHEMAS) `auto`, so that a mixed
+    inbox is not read as invoices: each document is routed to invoice, form, table or chart."""
+    if schema or os.environ.get("DOCEXTRACT_SCHEMAS"):
+        return schema
+    return AUTO
+
+
 def names_option(value: str | None) -> list[str]:
     """A comma-separated option ("invoice, form") as a list of names."""
     return [s.strip() for s in (value or "").split(",") if s.strip()]

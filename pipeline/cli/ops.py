@@ -21,6 +21,7 @@ from pipeline.cli.common import (
     console,
     err_console,
     exits_cleanly,
+    schema_or_default,
 )
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
@@ -236,7 +237,9 @@ def serve(
     """Serve the nightly deployment (cron) and the on-demand rerun deployment until stopped."""
     if not inbox.is_dir():
         raise ConfigError(f"--inbox {str(inbox)!r} is not a folder")
-    overrides = cli_overrides(schema=schema, model=model, backend=backend, workers=workers)
+    overrides = cli_overrides(
+        schema=schema_or_default(schema), model=model, backend=backend, workers=workers
+    )
     settings = build_settings(db, **overrides)
     check_names(settings, connect=False)  # unknown names fail here, not at 02:00
     url = settings.db_url.get_secret_value()

@@ -27,6 +27,7 @@ from pipeline.cli.common import (
     db_app,
     err_console,
     exits_cleanly,
+    schema_or_default,
 )
 from pipeline.errors import ConfigError, StoreError
 from pipeline.store.db import EmptyDatabase, open_database, safe_url, session_factory
@@ -38,7 +39,10 @@ def run(
     paths: Annotated[list[Path], typer.Argument(help="Files and folders (recursed) to extract.")],
     schema: Annotated[
         str | None,
-        typer.Option(help="Schema name(s), comma-separated: invoice, or a custom module:Model."),
+        typer.Option(
+            help="Schema name(s), comma-separated: auto (default: each document routed), "
+            "invoice, form, table, chart, a custom module:Model or schema.json."
+        ),
     ] = None,
     model: Annotated[
         str | None,
@@ -79,7 +83,7 @@ def run(
     from pipeline.cli.output import print_outcomes, progress_bar
 
     overrides = cli_overrides(
-        schema=schema,
+        schema=schema_or_default(schema),
         model=model,
         backend=backend,
         base_url=base_url,
