@@ -228,3 +228,25 @@ def test_without_schema_documents_are_routed(
     monkeypatch.setenv("DOCEXTRACT_SCHEMAS", '["invoice"]')
     nightly = json.loads(runner.invoke(app, args).output)[0]
     assert "schemas" not in nightly["parameters"]["overrides"]
+
+
+def test_status_counts_failures_by_category_and_show_has_calls_and_cpu(db_url: str) -> None:
+    from datetime import timedelta
+
+    from pipeline.store import repository as repo
+    from pipeline.store.db import session_factory
+
+    factory = session_factory(open_database(db_url))
+    with factory.begin() as session:
+        document = repo.register_document(session, Path("/in/a.pdf"), "cd" * 32, 10, None)
+        unit = repo.UnitOfWork(document.id, "invoice", "1.1", "m", "p1")
+        extraction = repo.claim(session, unit, "w", lease=timedelta(hours=1))
+        assert extraction is not None
+        fields = {"status": "failed", "error_category": "render_timeout", "error_message": "slow"}
+        repo.save_outcome(session, extraction.id, "w", {**fields, "model_calls": 3})
+    result = runner.invoke(app, ["status", "--db", db_url])
+    assert result.exit_code == 0, result.output
+    assert "failed by error category" in result.output and "render_timeout" in result.output
+    shown = json.loads(runner.invoke(app, ["show", "cdcdcd", "--db", db_url]).output)
+    (record,) = shown["extractions"]
+    assert record["model_calls"] == 3 and "cpu_seconds" in record

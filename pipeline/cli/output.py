@@ -142,11 +142,13 @@ def print_status(
     latest: Sequence[Extraction],
     as_json: bool = False,
     runs: Sequence[RunMetrics] = (),
+    errors: dict[str, int] | None = None,
 ) -> None:
     rows = [_extraction_row(e) for e in latest]
+    errors = errors or {}
     if as_json:
-        data = {"counts": counts, "runs": [r.to_json() for r in runs], "latest": rows}
-        print(json.dumps(data, indent=2, default=str))
+        data = {"counts": counts, "errors": errors, "runs": [r.to_json() for r in runs]}
+        print(json.dumps({**data, "latest": rows}, indent=2, default=str))
         return
     summary = Table(title="extractions by status")
     summary.add_column("status")
@@ -154,6 +156,13 @@ def print_status(
     for status, count in sorted(counts.items()):
         summary.add_row(f"[{STATUS_STYLE.get(status, '')}]{status}[/]", str(count))
     console.print(summary)
+    if errors:
+        by_category = Table(title="failed by error category")
+        by_category.add_column("error category")
+        by_category.add_column("count", justify="right")
+        for category, count in sorted(errors.items(), key=lambda item: (-item[1], item[0])):
+            by_category.add_row(category, str(count))
+        console.print(by_category)
     if runs:
         console.print(_runs_table(runs))
     table = Table(title="latest")
@@ -243,6 +252,9 @@ def _extraction_json(e: Extraction, raw: bool) -> dict[str, Any]:
         "pages": {"total": e.pages_total, "failed": e.pages_failed},
         "timings": e.timings,
         "seconds": e.seconds,
+        "model_calls": e.model_calls,
+        "cpu_seconds": e.cpu_seconds,
+        "gpu_seconds": e.gpu_seconds,
         "attempts": e.attempts,
         "errors": e.errors,
         "updated_at": iso_time(e.updated_at),

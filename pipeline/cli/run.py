@@ -133,7 +133,8 @@ def status(
         counts = repo.status_counts(session)
         latest = repo.latest_extractions(session, limit)
         metrics = recent_run_metrics(session, runs)
-        print_status(console, counts, latest, as_json=as_json, runs=metrics)
+        errors = repo.error_counts(session)
+        print_status(console, counts, latest, as_json=as_json, runs=metrics, errors=errors)
 
 
 @app.command()

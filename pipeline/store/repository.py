@@ -402,6 +402,16 @@ def status_counts(session: Session) -> dict[str, int]:
     return {status: count for status, count in rows}
 
 
+def error_counts(session: Session) -> dict[str, int]:
+    """Current failed extractions per error category (what to fix first)."""
+    rows = session.execute(
+        select(Extraction.error_category, func.count())
+        .where(Extraction.status == Status.FAILED.value)
+        .group_by(Extraction.error_category)
+    )
+    return {category or "unknown": count for category, count in rows}
+
+
 def latest_extractions(session: Session, limit: int = 20) -> list[Extraction]:
     return list(
         session.scalars(
