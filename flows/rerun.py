@@ -45,7 +45,7 @@ def rerun_document(
     """Redo the listed units (`RerunUnit.to_json()` rows) of one document, if their status is
     still the listed one. A document whose file is gone (and not in the page cache) is left as
     it is and reported as skipped."""
-    schemas = sorted({u["schema_name"] for u in units})
+    schemas = sorted({u.get("schema_ref") or u["schema_name"] for u in units})  # custom: reload
     settings = build_settings({**overrides, "schemas": schemas})
     factory = session_factory(shared_engine(settings.db_url.get_secret_value()))
     found = locate(factory, document_id, settings)

@@ -29,6 +29,7 @@ from pipeline.settings import Settings
 from pipeline.store import repository as repo
 from pipeline.store.models import Document
 from pipeline.types import ErrorCategory, ErrorItem, PageImage, Status
+from schemas import schema_reference
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +137,9 @@ def claim(
                 Outcome(
                     registered.path,
                     registered.sha256,
-                    name,
+                    schema_name,
                     current.status if current else Status.PENDING.value,
-                    (current.error_message if current else None) or "already done (unchanged)",
+                    (current.reason if current else None) or "already done (unchanged)",
                     document.page_count if document else None,
                     0.0,
                     did_work=False,
@@ -259,7 +260,7 @@ def save(
             Outcome(
                 registered.path,
                 registered.sha256,
-                name,
+                result.schema_name,  # the stored name, not the reference (receipt.json)
                 result.status.value,
                 result.error_message or _review_summary(result),
                 result.pages_total or None,
@@ -328,6 +329,7 @@ def stored_outcome(
             "backend": backend_name_for(settings),
             "prompt_version": result.prompt_version,
             "schema_version": result.schema_version,
+            **({"schema_ref": ref} if (ref := schema_reference(result.schema_name)) else {}),
             "tiling": settings.tiling.strategy,
             "dpi": settings.raster.dpi,
             "max_new_tokens": settings.model.max_new_tokens,

@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,6 +29,7 @@ from transformers import (
 )
 
 from pipeline.backends.grammar import JsonSchemaLogitsProcessor
+from pipeline.backends.hub import check_available, resolve_source
 from pipeline.backends.random_llava import (
     TINY_GEOMETRY,
     TINY_MODEL_ID,
@@ -38,30 +38,12 @@ from pipeline.backends.random_llava import (
 )
 from pipeline.errors import ConfigError, ModelError
 from pipeline.geometry import ImageGeometry, anyres_image_tokens
-from pipeline.settings import MODEL_ALIASES, ModelSettings, Settings
+from pipeline.settings import ModelSettings, Settings
 from pipeline.types import StopReason, TokenLogprob, VisionOutput, VisionRequest
 
 log = logging.getLogger(__name__)
 
 _DEVICE_TYPES = ("cpu", "cuda")
-
-
-def resolve_source(name: str) -> str:
-    """Alias -> hub id; an existing folder -> its absolute path; anything else is a hub id.
-
-    Raises ConfigError for a name that looks like a path (./, /, ~) but is no folder.
-    """
-    name = MODEL_ALIASES.get(name, name)
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return str(path.resolve())
-    if name.startswith((".", "/", "~")) or path.exists():
-        raise ConfigError(
-            f"Model folder {name!r} does not exist (or is not a folder). Give a "
-            "checkpoint folder, a Hugging Face hub id or an alias "
-            f"({', '.join(MODEL_ALIASES)})."
-        )
-    return name
 
 
 def parse_device(name: str) -> torch.device | None:
@@ -201,6 +183,12 @@ class TransformersVisionModel:
         # One batch on the device at a time: concurrent generate() calls from worker threads
         # would only compete for the same GPU (or oversubscribe the CPU threads).
         self._generate_lock = threading.Lock()
+
+    def preflight(self) -> None:
+        """Check, without loading, that the checkpoint can be loaded here (a hub id with
+        downloads off must be in the cache). Raises ConfigError."""
+        if self._prepare is None:  # a checkpoint built on load (tiny-random) is always there
+            check_available(self.source, self.settings.revision, self.local_files_only)
 
     def load(self) -> None:
         """Load processor and weights once. Raises ConfigError for settings that cannot work."""

@@ -13,6 +13,7 @@ from rich.table import Table
 from pipeline.cli.common import (
     DbOption,
     JsonOption,
+    WorkersOption,
     app,
     build_settings,
     check_names,
@@ -20,6 +21,7 @@ from pipeline.cli.common import (
     console,
     err_console,
     exits_cleanly,
+    schema_or_default,
 )
 from pipeline.cli.output import print_outcomes, progress_bar
 from pipeline.errors import ConfigError
@@ -71,7 +73,7 @@ def rerun(
     ] = None,
     backend: Annotated[str | None, typer.Option(help="Backend name.")] = None,
     db: DbOption = None,
-    workers: Annotated[int | None, typer.Option(help="Documents in flight at once.")] = None,
+    workers: WorkersOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List, change nothing.")] = False,
     force: Annotated[
         bool,
@@ -96,6 +98,7 @@ def rerun(
             plan = plan_rerun(session, selection, settings)
         _print_plan(plan.to_json(), as_json)
         return
+    check_names(settings)  # a mistyped --model stops here, before any row is claimed
     parameters = {
         "statuses": status,
         "error_categories": error_category,
@@ -124,12 +127,13 @@ def _run_rerun_flow(
 
 
 def _print_plan(plan: dict[str, Any], as_json: bool) -> None:
+    from pipeline.cli.output import add_columns, fit_reason, local_time
+
     if as_json:
         print(json.dumps(plan, indent=2, default=str))
         return
     table = Table(title=f"rerun plan: {len(plan['units'])} extraction(s)")
-    for column in ("document", "sha256", "schema", "model", "status", "reason", "updated"):
-        table.add_column(column, overflow="fold")
+    add_columns(table, ("document", "sha256", "schema", "model", "status", "reason", "updated"))
     for u in plan["units"]:
         table.add_row(
             u["name"],
@@ -138,9 +142,9 @@ def _print_plan(plan: dict[str, Any], as_json: bool) -> None:
             u["model_id"],
             u["status"],
             u["reason"] or "",
-            str(u["updated_at"])[:19],
+            local_time(u["updated_at"]),
         )
-    console.print(table)
+    console.print(fit_reason(table, console))
     _print_skipped(plan["skipped"])
 
 
@@ -194,6 +198,41 @@ def export_command(
 
 @app.command()
 @exits_cleanly
+def forget(
+    model: Annotated[
+        str,
+        typer.Option(help="Exactly this model id or alias (what `status` shows in 'model')."),
+    ],
+    schema: SchemaOption = None,
+    status: StatusOption = None,
+    db: DbOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, remove nothing.")] = False,
+) -> None:
+    """Remove the extractions a mistaken run left (a mistyped --model), with their history.
+    Documents stay; running claims are never touched."""
+    from pipeline.reruns import selection_from
+    from pipeline.settings import MODEL_ALIASES
+    from pipeline.store.repository import forget_extractions
+
+    settings = build_settings(db)
+    selection = selection_from(status, None, None, None, None, schema, model)  # checks names
+    factory = session_factory(open_database(settings.db_url.get_secret_value(), create=False))
+    with factory.begin() as session:
+        forgotten = forget_extractions(
+            session,
+            MODEL_ALIASES.get(model, model),
+            schema=selection.schema,
+            statuses=list(status or ()),
+            dry_run=dry_run,
+        )
+    verb = "would remove" if dry_run else "removed"
+    console.print(f"{verb} {forgotten.extractions} extraction(s) and their history")
+    for (model_id, schema_name, state), count in sorted(forgotten.groups.items()):
+        console.print(f"  {count} {state} {schema_name} by {model_id}", markup=False)
+
+
+@app.command()
+@exits_cleanly
 def serve(
     inbox: Annotated[Path, typer.Option(help="Folder the nightly run extracts (recursed).")],
     cron: Annotated[str, typer.Option(help="When the nightly run starts.")] = "0 2 * * *",
@@ -203,7 +242,7 @@ def serve(
     schema: Annotated[str | None, typer.Option(help="Schema name(s), comma-separated.")] = None,
     model: Annotated[str | None, typer.Option(help="Model alias, folder or hub id.")] = None,
     backend: Annotated[str | None, typer.Option(help="Backend name.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Documents in flight per run.")] = None,
+    workers: WorkersOption = None,
     db: DbOption = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the deployments, serve nothing.")
@@ -212,7 +251,9 @@ def serve(
     """Serve the nightly deployment (cron) and the on-demand rerun deployment until stopped."""
     if not inbox.is_dir():
         raise ConfigError(f"--inbox {str(inbox)!r} is not a folder")
-    overrides = cli_overrides(schema=schema, model=model, backend=backend, workers=workers)
+    overrides = cli_overrides(
+        schema=schema_or_default(schema), model=model, backend=backend, workers=workers
+    )
     settings = build_settings(db, **overrides)
     check_names(settings, connect=False)  # unknown names fail here, not at 02:00
     url = settings.db_url.get_secret_value()

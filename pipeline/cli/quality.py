@@ -34,6 +34,7 @@ from pipeline.evaluation import Case, GroundTruth, SchemaReport, evaluate, load_
 from pipeline.ingest import ingest_file
 from pipeline.prompts import PROMPT_VERSION
 from pipeline.render.raster import rasterize
+from pipeline.routing import AUTO
 from pipeline.settings import Settings
 from pipeline.store import repository as repo
 from pipeline.store.db import dispose_engines, open_database, session_factory
@@ -68,6 +69,15 @@ def schemas_command(schema: SchemaOption = None, as_json: JsonOption = False) ->
         }
         for name, s in known_schemas().items()
     ]
+    rows.append(
+        {
+            "name": AUTO,
+            "version": "-",
+            "origin": "routing",
+            "fields": 0,
+            "summary": "the model picks one of DOCEXTRACT_ROUTING__CANDIDATES per document",
+        }
+    )
     if as_json:
         print(json.dumps(rows, indent=2))
         return

@@ -190,6 +190,22 @@ class Extraction(Base):
         back_populates="extraction", order_by="ExtractionEvent.id", cascade="all, delete-orphan"
     )
 
+    @property
+    def reason(self) -> str | None:
+        """Why it is not simply succeeded, on one line: the error message, or the first review
+        reason and how many more there are."""
+        return one_line_reason(self.error_message, self.review_reasons)
+
+
+def one_line_reason(error_message: str | None, review_reasons: list[str] | None) -> str | None:
+    """The error message, else the first review reason with a count of the others."""
+    if error_message:
+        return error_message
+    if not review_reasons:
+        return None
+    more = len(review_reasons) - 1
+    return review_reasons[0] + (f" (+{more} more)" if more else "")
+
 
 class ExtractionEvent(Base):
     """Append-only history: one row per status change of an extraction, with what it held.
