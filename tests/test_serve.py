@@ -75,7 +75,9 @@ def test_serve_dry_run_prints_the_deployments_without_the_database_url(
 def test_serve_refuses_to_run_without_a_prefect_server(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DOCEXTRACT_"))}
     env.update(
-        PREFECT_HOME=str(tmp_path / "prefect"), DOCEXTRACT_DB_URL=f"sqlite:///{tmp_path / 'd.db'}"
+        PREFECT_HOME=str(tmp_path / "prefect"),
+        DOCEXTRACT_DB_URL=f"sqlite:///{tmp_path / 'd.db'}",
+        DOCEXTRACT_PREFECT__SERVER="ephemeral",
     )
     result = subprocess.run(
         [

@@ -101,9 +101,9 @@ def _run_rerun_flow(
     url: str, settings: Settings, parameters: dict[str, Any], as_json: bool
 ) -> dict[str, Any]:
     os.environ["DOCEXTRACT_DB_URL"] = url  # the flow reads it from the environment, not params
-    from flows.prefect_env import apply_quiet_defaults
+    from pipeline.cli.server import connect_prefect
 
-    apply_quiet_defaults()
+    connect_prefect(settings)
     from flows.rerun import run_rerun
     from pipeline.cli.output import progress_bar
 
@@ -220,12 +220,13 @@ def serve(
     if dry_run:
         print(json.dumps([describe(d) for d in deployments], indent=2))
         return
-    from prefect.settings import PREFECT_API_URL
+    from pipeline.cli.server import connect_prefect
 
-    if not PREFECT_API_URL.value():  # environment or Prefect profile
+    if connect_prefect(settings).kind == "ephemeral":
         # A temporary server would take the schedule and the UI with it when this stops.
         raise ConfigError(
-            "serve needs a Prefect server: start one (`prefect server start`) and set "
-            "PREFECT_API_URL=http://127.0.0.1:4200/api (or your server's /api URL)"
+            "serve needs a Prefect server that outlives it: the local background one "
+            "(DOCEXTRACT_PREFECT__SERVER=background, the default) or yours (`prefect server "
+            "start`) with PREFECT_API_URL=http://HOST:4200/api"
         )
     serve_deployments(deployments, settings.workers)

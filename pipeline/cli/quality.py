@@ -150,9 +150,9 @@ def _run_and_collect(
         names = tuple(n for n in selected if _truth_record(truth, get_schema(n)) is not None)
         if names:
             plan.setdefault(names, []).append(truth)
-    from flows.prefect_env import apply_quiet_defaults
+    from pipeline.cli.server import connect_prefect
 
-    apply_quiet_defaults()
+    connect_prefect(settings)
     from flows.extract import run_extraction
 
     outcomes = []

@@ -91,9 +91,9 @@ def run(
     url = settings.db_url.get_secret_value()
     open_database(url)  # a broken database stops the run here, before any work
     os.environ["DOCEXTRACT_DB_URL"] = url  # the flow reads it from the environment, not params
-    from flows.prefect_env import apply_quiet_defaults
+    from pipeline.cli.server import connect_prefect
 
-    apply_quiet_defaults()
+    connect_prefect(settings)
     from flows.extract import run_extraction
 
     missing = [str(p) for p in paths if not p.exists()]
