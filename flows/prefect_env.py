@@ -24,6 +24,9 @@ QUIET_DEFAULTS = {
     # Client-side telemetry (and its first-run notice on a terminal) follows DO_NOT_TRACK only.
     "DO_NOT_TRACK": "1",
     "PREFECT_LOGGING_LEVEL": "WARNING",
+    # ... except a flow run's own log (its summary): INFO to the server, WARNING on the terminal.
+    "PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL": "INFO",
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
     "PREFECT_LOGGING_LOG_PRINTS": "false",
 }
 
