@@ -125,7 +125,12 @@ def stop(home: Path, timeout_s: float = 15.0) -> ServerStatus:
 
 
 def _spawn(home: Path, port: int) -> LocalServer:
-    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_PROFILE")}
+    # Nothing of docextract's (the database URL among it) lives on in the server's environment.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PREFECT_API_URL", "PREFECT_PROFILE") and not k.startswith("DOCEXTRACT_")
+    }
     env = {**SERVER_DEFAULTS, **env, "PREFECT_HOME": str(home)}
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", HOST]
     with open(home / LOG_FILE, "ab") as log:

@@ -83,6 +83,9 @@ def test_one_server_is_started_reused_restarted_and_stopped(
     assert first[0] == second[0] and sorted([first[1], second[1]]) == [False, True]
     server = first[0]
     assert server.port == config.port
+    environment = Path(f"/proc/{server.pid}/environ").read_bytes()
+    assert b"PREFECT_HOME=" + str(config.home).encode() in environment
+    assert b"DOCEXTRACT_" not in environment  # the database URL stays with the commands
     assert local_server.status(config.home).state == "running"
 
     ran = docextract("run", str(SAMPLE), "--json", env=cli_env)  # reuses it, says where it is
