@@ -17,6 +17,7 @@ from prefect.runtime import deployment, flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy.exc import OperationalError
 
+from flows.report import outcome_report, publish
 from pipeline import progress
 from pipeline.backends import get_model
 from pipeline.errors import ConfigError, InputError, StoreError
@@ -144,6 +145,7 @@ def extract_flow(
                 **_model_stats_since(settings, model_stats),
             },
         )
+    publish(f"{kind}-summary", *outcome_report(f"docextract {kind}", rows))
     return rows
 
 

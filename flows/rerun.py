@@ -16,6 +16,7 @@ from prefect.runtime import deployment, flow_run
 from sqlalchemy.orm import Session, sessionmaker
 
 from flows.extract import INFRASTRUCTURE_RETRIES, build_settings, runner_for
+from flows.report import outcome_report, plan_report, publish
 from pipeline import progress
 from pipeline.errors import ConfigError, StoreError
 from pipeline.reruns import (
@@ -104,6 +105,7 @@ def rerun_flow(
     with factory() as session:
         plan = plan_rerun(session, selection, settings)
     if dry_run:
+        publish("rerun-dry-run", *plan_report("docextract rerun (dry run)", plan.to_json()))
         return {"plan": plan.to_json(), "outcomes": []}
     run_id = _start(factory, selection, overrides, plan)
     progress.emit(progress.ProgressEvent("discovered", total=len(plan.by_document())))
@@ -117,6 +119,7 @@ def rerun_flow(
         rows.extend(_rows_or_failure(units, future))
     with factory.begin() as session:
         repo.finish_run(session, run_id, _counts(plan, rows))
+    publish("rerun-summary", *outcome_report("docextract rerun", rows))
     return {"plan": plan.to_json(), "outcomes": rows}
 
 

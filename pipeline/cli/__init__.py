@@ -4,12 +4,13 @@
 - `run`: run, status, show, db upgrade;  `ops`: rerun, export, serve
 - `quality`: schemas, eval, ask;  `scale`: pool deploy / run;  `tiles`: what the model sees
 - `review`: the review desk (`review`), the night's report (`report`), `eval --reviewed`
+- `server`: the background local Prefect server (start, status, stop) and `connect_prefect`
 - `output`: tables and JSON for the terminal
 """
 
 import sys
 
-from pipeline.cli import ops, quality, review, run, scale, tiles  # noqa: F401  (they register)
+from pipeline.cli import ops, quality, review, run, scale, server, tiles  # noqa: F401 (register)
 from pipeline.cli.common import app
 
 __all__ = ["app", "main"]

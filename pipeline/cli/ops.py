@@ -23,13 +23,15 @@ from pipeline.cli.common import (
     exits_cleanly,
     schema_or_default,
 )
-from pipeline.cli.output import print_outcomes, progress_bar
+from pipeline.cli.output import add_columns, fit_reason, local_time, print_outcomes, progress_bar
+from pipeline.cli.server import connect_prefect
 from pipeline.errors import ConfigError
 from pipeline.export import export
 from pipeline.reruns import plan_rerun, rerun_overrides, selection_from
 from pipeline.runner import Outcome
-from pipeline.settings import Settings
+from pipeline.settings import MODEL_ALIASES, Settings
 from pipeline.store.db import open_database, session_factory
+from pipeline.store.repository import forget_extractions
 
 StatusOption = Annotated[
     list[str] | None,
@@ -117,9 +119,8 @@ def _run_rerun_flow(
     url: str, settings: Settings, parameters: dict[str, Any], as_json: bool
 ) -> dict[str, Any]:
     os.environ["DOCEXTRACT_DB_URL"] = url  # the flow reads it from the environment, not params
-    from flows.prefect_env import apply_quiet_defaults
 
-    apply_quiet_defaults()
+    connect_prefect(settings)
     from flows.rerun import run_rerun
 
     with progress_bar(console, enabled=not as_json):
@@ -127,7 +128,6 @@ def _run_rerun_flow(
 
 
 def _print_plan(plan: dict[str, Any], as_json: bool) -> None:
-    from pipeline.cli.output import add_columns, fit_reason, local_time
 
     if as_json:
         print(json.dumps(plan, indent=2, default=str))
@@ -210,9 +210,6 @@ def forget(
 ) -> None:
     """Remove the extractions a mistaken run left (a mistyped --model), with their history.
     Documents stay; running claims are never touched."""
-    from pipeline.reruns import selection_from
-    from pipeline.settings import MODEL_ALIASES
-    from pipeline.store.repository import forget_extractions
 
     settings = build_settings(db)
     selection = selection_from(status, None, None, None, None, schema, model)  # checks names
@@ -275,12 +272,12 @@ def serve(
     if dry_run:
         print(json.dumps([describe(d) for d in deployments], indent=2))
         return
-    from prefect.settings import PREFECT_API_URL
 
-    if not PREFECT_API_URL.value():  # environment or Prefect profile
+    if connect_prefect(settings).kind == "ephemeral":
         # A temporary server would take the schedule and the UI with it when this stops.
         raise ConfigError(
-            "serve needs a Prefect server: start one (`prefect server start`) and set "
-            "PREFECT_API_URL=http://127.0.0.1:4200/api (or your server's /api URL)"
+            "serve needs a Prefect server that outlives it: the local background one "
+            "(DOCEXTRACT_PREFECT__SERVER=background, the default) or yours (`prefect server "
+            "start`) with PREFECT_API_URL=http://HOST:4200/api"
         )
     serve_deployments(deployments, settings.workers)

@@ -29,6 +29,7 @@ from pipeline.cli.common import (
 )
 from pipeline.cli.output import progress_bar
 from pipeline.cli.review import eval_reviewed
+from pipeline.cli.server import connect_prefect
 from pipeline.errors import ConfigError, InputError, ModelError
 from pipeline.evaluation import Case, GroundTruth, SchemaReport, evaluate, load_ground_truth
 from pipeline.ingest import ingest_file
@@ -181,9 +182,8 @@ def _run_and_collect(
         names = tuple(n for n in selected if _truth_record(truth, get_schema(n)) is not None)
         if names:
             plan.setdefault(names, []).append(truth)
-    from flows.prefect_env import apply_quiet_defaults
 
-    apply_quiet_defaults()
+    connect_prefect(settings)
     from flows.extract import run_extraction
 
     outcomes = []

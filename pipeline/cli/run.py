@@ -30,6 +30,7 @@ from pipeline.cli.common import (
     schema_or_default,
 )
 from pipeline.cli.output import document_json, print_outcomes, print_status, progress_bar
+from pipeline.cli.server import connect_prefect
 from pipeline.errors import ConfigError, StoreError
 from pipeline.store import repository as repo
 from pipeline.store.db import (
@@ -105,9 +106,8 @@ def run(
     url = settings.db_url.get_secret_value()
     open_database(url)  # a broken database stops the run here, before any work
     os.environ["DOCEXTRACT_DB_URL"] = url  # the flow reads it from the environment, not params
-    from flows.prefect_env import apply_quiet_defaults
 
-    apply_quiet_defaults()
+    connect_prefect(settings)
     from flows.extract import run_extraction
 
     missing = [str(p) for p in paths if not p.exists()]
