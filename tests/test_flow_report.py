@@ -117,9 +117,9 @@ def test_a_run_logs_its_summary_and_a_dry_run_publishes_its_plan(
         "DOCEXTRACT_WORKERS": "1",
     }
     env.pop("PREFECT_LOGGING_LEVEL", None)  # the CLI's quiet defaults decide, as for a user
+    command = ["run", str(inbox), "--schema", "invoice", "--db", db_url, "--json"]
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline", "run", str(inbox), "--schema", "invoice", "--db", db_url]
-        + ["--json"],
+        [sys.executable, "-m", "pipeline", *command],
         cwd=REPO,
         env=env,
         capture_output=True,
