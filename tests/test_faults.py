@@ -1,0 +1,78 @@
+"""Fault injection: what each fault of the machine, the file system or the inbox leads to.
+
+Each test injects one fault from issue 17 into real code (real render workers, real SQLite and
+PostgreSQL, the CLI as a subprocess where the fault is about the process) and checks the
+outcome the README's Robustness table promises. Offline, CPU, each bounded in time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from fpdf import FPDF
+from PIL import Image, ImageStat
+
+from pipeline.errors import InputError
+from pipeline.ingest import ingest_file
+from pipeline.render.raster import document_cache_dir, rasterize
+from pipeline.settings import RasterSettings
+from pipeline.types import ErrorCategory, PageImage
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def make_pdf(path: Path, pages: int, *, dark: bool = False) -> Path:
+    """A letter-size PDF: white pages with a line of text, or (`dark`) pages painted black, so
+    a page's mean brightness says which file it came from."""
+    pdf = FPDF(unit="pt", format=(612, 792))
+    pdf.set_font("helvetica", size=24)
+    for number in range(1, pages + 1):
+        pdf.add_page()
+        if dark:
+            pdf.rect(0, 0, 612, 792, style="F")
+        pdf.text(40, 60, f"Page {number}")
+    pdf.output(str(path))
+    return path
+
+
+def brightness(path: Path) -> float:
+    with Image.open(path) as im:
+        return float(ImageStat.Stat(im.convert("L")).mean[0])
+
+
+# ---------------------------------------------------------------- 1. the render reads other bytes
+
+
+def test_file_replaced_after_hashing_renders_nothing_of_the_other_file(tmp_path: Path) -> None:
+    inbox, cache = tmp_path / "inbox", tmp_path / "cache"
+    inbox.mkdir()
+    x = make_pdf(inbox / "x.pdf", 3)
+    file = ingest_file(x, RasterSettings())
+    os.replace(make_pdf(tmp_path / "y.pdf", 3, dark=True), x)  # after the hash, before the render
+
+    with pytest.raises(InputError) as raised:
+        rasterize(file, RasterSettings(dpi=50), cache)
+
+    assert raised.value.category is ErrorCategory.IO_ERROR
+    assert "changed after it was registered" in raised.value.message
+    assert not list(document_cache_dir(cache, file.sha256).glob("*.png"))
+
+
+def test_file_replaced_mid_render_keeps_its_own_pages(tmp_path: Path) -> None:
+    inbox, cache = tmp_path / "inbox", tmp_path / "cache"
+    inbox.mkdir()
+    x = make_pdf(inbox / "x.pdf", 12)
+    y = make_pdf(tmp_path / "y.pdf", 12, dark=True)
+    file = ingest_file(x, RasterSettings())
+
+    def swap_after_first(page: PageImage, _count: int) -> None:
+        if y.exists():
+            os.replace(y, x)  # as soon as page 1 is in the cache
+
+    result = rasterize(file, RasterSettings(dpi=40, chunk_pages=1), cache, on_page=swap_after_first)
+
+    assert not y.exists() and len(result.pages) == 12
+    assert all(brightness(p.path) > 200 for p in result.pages), "a page of the other file"
+    assert not list(document_cache_dir(cache, file.sha256).glob(".source-*"))  # copy removed
