@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 from pipeline import progress
 from pipeline.backends import get_model
 from pipeline.errors import ConfigError, InputError, StoreError
-from pipeline.ingest import discover
+from pipeline.ingest import Skipped, discover_all
 from pipeline.runner import Outcome, process, register
 from pipeline.settings import Settings
 from pipeline.store import repository as repo
@@ -101,7 +101,12 @@ def extract_flow(
     settings = build_settings(overrides)
     url = settings.db_url.get_secret_value()
     factory = session_factory(shared_engine(url))
-    files = discover([Path(p) for p in paths], skip=settings.inbox_skip)
+    found = discover_all(
+        [Path(p) for p in paths],
+        skip=settings.inbox_skip,
+        follow_outside=settings.inbox_follow_outside,
+    )
+    files = found.files
     progress.emit(progress.ProgressEvent("discovered", total=len(files)))
     with factory.begin() as session:
         run_id = repo.start_run(
@@ -119,7 +124,7 @@ def extract_flow(
     model_stats = _model_stats(settings)
     started = time.perf_counter()
     futures = [extract_document.submit(str(f), overrides, run_id, list(redo or [])) for f in files]
-    rows: list[dict[str, Any]] = []
+    rows = [_skipped_row(item) for item in found.skipped]
     for file, future in zip(files, futures, strict=True):
         rows.extend(_rows_or_failure(str(file), future, settings))
     counts = Counter(row["status"] for row in rows)
@@ -136,6 +141,12 @@ def extract_flow(
             },
         )
     return rows
+
+
+def _skipped_row(item: Skipped) -> dict[str, Any]:
+    """A summary row for a path discovery passed over: no document, so nothing is stored."""
+    outcome = Outcome(str(item.path), "", "-", "skipped", item.reason, None, 0.0, did_work=False)
+    return outcome.to_json()
 
 
 def _model_stats(settings: Settings) -> dict[str, float]:

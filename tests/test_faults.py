@@ -8,6 +8,7 @@ outcome the README's Robustness table promises. Offline, CPU, each bounded in ti
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from fpdf import FPDF
 from PIL import Image, ImageStat
 
 from pipeline.errors import InputError
-from pipeline.ingest import ingest_file
+from pipeline.ingest import discover_all, ingest_file
 from pipeline.render.raster import document_cache_dir, rasterize
 from pipeline.settings import RasterSettings
 from pipeline.types import ErrorCategory, PageImage
@@ -76,3 +77,33 @@ def test_file_replaced_mid_render_keeps_its_own_pages(tmp_path: Path) -> None:
     assert not y.exists() and len(result.pages) == 12
     assert all(brightness(p.path) > 200 for p in result.pages), "a page of the other file"
     assert not list(document_cache_dir(cache, file.sha256).glob(".source-*"))  # copy removed
+
+
+# ---------------------------------------------------------------- 2. loops and links in the inbox
+
+
+def test_discovery_records_what_it_cannot_take_and_goes_on(tmp_path: Path) -> None:
+    inbox, outside = tmp_path / "inbox", tmp_path / "outside"
+    (inbox / "sub").mkdir(parents=True)
+    outside.mkdir()
+    make_pdf(inbox / "good.pdf", 1)
+    (inbox / "a").symlink_to("sub/b")  # a -> sub/b -> ../a: ELOOP
+    (inbox / "sub" / "b").symlink_to("../a")
+    (outside / "shadow").write_text("root:secret")
+    (inbox / "shadow.pdf").symlink_to(outside / "shadow")
+    (inbox / "elsewhere").symlink_to(outside, target_is_directory=True)
+    os.mkfifo(inbox / "pipe.pdf")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(inbox / "sock.pdf"))
+    (inbox / "inner.pdf").symlink_to(inbox / "good.pdf")  # inside: followed (and deduplicated)
+
+    found = discover_all([inbox])
+
+    assert found.files == [inbox / "good.pdf"]
+    reasons = {s.path.name: s.reason for s in found.skipped}
+    assert set(reasons) == {"a", "b", "shadow.pdf", "elsewhere", "pipe.pdf", "sock.pdf"}
+    assert "Too many levels of symbolic links" in reasons["a"]
+    assert "out of the inbox" in reasons["shadow.pdf"] and "out of" in reasons["elsewhere"]
+    assert "FIFO" in reasons["pipe.pdf"] and "socket" in reasons["sock.pdf"]
+    followed = discover_all([inbox], follow_outside=True)
+    assert [p.name for p in followed.files] == ["shadow", "good.pdf"]  # one real file once

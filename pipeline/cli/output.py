@@ -70,7 +70,8 @@ def print_outcomes(
     for column in ("document", "pages", "schema", "status", "reason", "seconds"):
         table.add_column(column, overflow="fold")
     for o in outcomes:
-        status = o.status if o.did_work else f"{o.status} (unchanged)"
+        # A row without a sha256 has no stored unit (a path skipped or unreadable): not "unchanged".
+        status = o.status if o.did_work or not o.sha256 else f"{o.status} (unchanged)"
         table.add_row(
             o.path.rsplit("/", 1)[-1],
             str(o.pages or "-"),
@@ -82,9 +83,10 @@ def print_outcomes(
     console.print(table)
     counts = Counter(o.status for o in outcomes)
     worked = sum(1 for o in outcomes if o.did_work)
+    done_before = sum(1 for o in outcomes if not o.did_work and o.sha256)
     console.print(
         ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-        + f"; {worked} extracted now, {len(outcomes) - worked} already done"
+        + f"; {worked} extracted now, {done_before} already done"
     )
 
 
