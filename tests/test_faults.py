@@ -7,21 +7,56 @@ outcome the README's Robustness table promises. Offline, CPU, each bounded in ti
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from fpdf import FPDF
 from PIL import Image, ImageStat
 
-from pipeline.errors import InputError
+from pipeline.backends.batching import BatchingModel
+from pipeline.backends.scripted import ScriptedModel
+from pipeline.errors import GenerationTimeout, InputError
 from pipeline.ingest import discover_all, ingest_file
 from pipeline.render.raster import document_cache_dir, rasterize
 from pipeline.settings import RasterSettings
-from pipeline.types import ErrorCategory, PageImage
+from pipeline.types import ErrorCategory, PageImage, VisionOutput, VisionRequest
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def docextract(
+    *args: str, env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """The CLI in a subprocess (its exit code is what the scheduler sees)."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def cli_env(prefect_api_url: str, shared_cache_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        PREFECT_API_URL=prefect_api_url,
+        DOCEXTRACT_CACHE_DIR=str(shared_cache_dir),
+        HF_HUB_OFFLINE="1",
+        PYTHONPATH=str(REPO),
+    )
+    env.pop("DOCEXTRACT_DB_URL", None)
+    return env
 
 
 def make_pdf(path: Path, pages: int, *, dark: bool = False) -> Path:
@@ -107,3 +142,66 @@ def test_discovery_records_what_it_cannot_take_and_goes_on(tmp_path: Path) -> No
     assert "FIFO" in reasons["pipe.pdf"] and "socket" in reasons["sock.pdf"]
     followed = discover_all([inbox], follow_outside=True)
     assert [p.name for p in followed.files] == ["shadow", "good.pdf"]  # one real file once
+
+
+# ---------------------------------------------------------------- 4. abort after a document timeout
+
+
+class _SlowSteps(ScriptedModel):
+    """A backend with `prepare`/`generate_prepared` whose generation takes 50 ms steps until
+    `should_stop()` says stop (or 30 s pass), as transformers' generate() with a criterion."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda request, number: "{}")
+        self.returned = threading.Event()
+
+    def prepare(self, requests: Sequence[VisionRequest]) -> list[VisionRequest]:
+        return list(requests)
+
+    def generate_prepared(
+        self, prepared: list[VisionRequest], *, should_stop=None
+    ) -> list[VisionOutput]:  # type: ignore[no-untyped-def]
+        end = time.monotonic() + 30
+        while time.monotonic() < end and not (should_stop is not None and should_stop()):
+            time.sleep(0.05)
+        self.returned.set()
+        return self.generate(prepared)
+
+
+def test_an_abandoned_batch_stops_at_its_next_step_and_close_joins_the_threads() -> None:
+    inner = _SlowSteps()
+    model = BatchingModel(inner, max_batch=4, max_wait_s=0.0)
+    image = Image.new("RGB", (32, 32), "white")
+
+    with pytest.raises(GenerationTimeout):
+        model.generate([VisionRequest(images=(image,), prompt="p")] * 2, timeout_s=0.3)
+
+    assert inner.returned.wait(2), "the batch no one waits for kept generating"
+    model.close(timeout_s=5)
+    assert not any(t.is_alive() for t in model._threads)
+
+
+@pytest.mark.slow
+def test_a_document_timeout_with_tiny_random_exits_0(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    make_pdf(inbox / "long.pdf", 30)
+    env = {**cli_env, "DOCEXTRACT_EXTRACTION__TIMEOUT_S": "4"}
+
+    result = docextract(
+        "run",
+        str(inbox),
+        "--model",
+        "tiny-random",
+        "--db",
+        f"sqlite:///{tmp_path / 'a.db'}",
+        "--json",
+        env=env,
+    )
+
+    assert result.returncode == 0, result.stderr[-2000:]  # was 134: SIGABRT at exit
+    assert "terminate called" not in result.stderr
+    [row] = json.loads(result.stdout)
+    assert row["status"] in ("failed", "partial") and "time limit" in row["reason"]
