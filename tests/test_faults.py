@@ -27,6 +27,7 @@ from pipeline.errors import GenerationTimeout, InputError
 from pipeline.ingest import discover_all, ingest_file
 from pipeline.render.raster import document_cache_dir, rasterize
 from pipeline.settings import RasterSettings
+from pipeline.store.db import open_database
 from pipeline.types import ErrorCategory, PageImage, VisionOutput, VisionRequest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -205,3 +206,32 @@ def test_a_document_timeout_with_tiny_random_exits_0(
     assert "terminate called" not in result.stderr
     [row] = json.loads(result.stdout)
     assert row["status"] in ("failed", "partial") and "time limit" in row["reason"]
+
+
+# ---------------------------------------------------------------- 5. two runs on an empty database
+
+_OPEN = """
+import sys, time
+from pipeline.store.db import open_database
+while time.time() < float(sys.argv[2]):  # start together
+    time.sleep(0.001)
+open_database(sys.argv[1])
+"""
+
+
+def test_processes_racing_to_create_the_schema_all_succeed(db_url: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    start = str(time.time() + 3)  # after every interpreter has imported SQLAlchemy
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPEN, db_url, start],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in racers]
+
+    assert [p.returncode for p in racers] == [0, 0, 0, 0], "\n".join(errors)[-2000:]
+    open_database(db_url, create=False)  # at the head revision

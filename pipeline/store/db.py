@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,6 +25,8 @@ from pipeline.errors import ConfigError, StoreError
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# pg_advisory_lock key held while the schema is created or upgraded ("docx" in ASCII).
+SCHEMA_LOCK_KEY = 0x646F6378
 
 
 def safe_url(url: str) -> str:
@@ -89,10 +93,30 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+@contextmanager
+def schema_lock(engine: Engine) -> Iterator[None]:
+    """Hold the schema lock: on PostgreSQL a session advisory lock, so that two runs starting
+    on an empty database do not both create `alembic_version` (the second waits, then finds
+    the schema made). SQLite needs none: a migration runs in one `BEGIN IMMEDIATE`."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK_KEY})
+            connection.commit()
+
+
 def upgrade(engine: Engine) -> tuple[str | None, str]:
-    """Create or upgrade the schema to the newest revision. Returns (before, after)."""
-    before = current_revision(engine)
-    command.upgrade(alembic_config(engine), "head")
+    """Create or upgrade the schema to the newest revision, under `schema_lock`. Returns
+    (before, after)."""
+    with schema_lock(engine):
+        before = current_revision(engine)
+        command.upgrade(alembic_config(engine), "head")
     return before, head_revision(engine)
 
 
