@@ -20,14 +20,21 @@ from pathlib import Path
 import pytest
 from fpdf import FPDF
 from PIL import Image, ImageStat
+from sqlalchemy import select
+from typer.testing import CliRunner
 
 from pipeline.backends.batching import BatchingModel
-from pipeline.backends.scripted import ScriptedModel
+from pipeline.backends.scripted import ScriptedModel, empty_record_json
+from pipeline.cli import app
 from pipeline.errors import GenerationTimeout, InputError
 from pipeline.ingest import discover_all, ingest_file
+from pipeline.pathtext import to_text
 from pipeline.render.raster import document_cache_dir, rasterize
-from pipeline.settings import RasterSettings
-from pipeline.store.db import open_database
+from pipeline.runner import process, register
+from pipeline.settings import RasterSettings, Settings
+from pipeline.store.db import open_database, session_factory
+from pipeline.store.models import Document
+from pipeline.store.queries import last_seen_paths
 from pipeline.types import ErrorCategory, PageImage, VisionOutput, VisionRequest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -235,3 +242,34 @@ def test_processes_racing_to_create_the_schema_all_succeed(db_url: str) -> None:
 
     assert [p.returncode for p in racers] == [0, 0, 0, 0], "\n".join(errors)[-2000:]
     open_database(db_url, create=False)  # at the head revision
+
+
+# ---------------------------------------------------------------- 6. names that are not UTF-8
+
+
+def scripted() -> ScriptedModel:
+    return ScriptedModel(lambda request, n: empty_record_json(request.json_schema))
+
+
+def test_a_name_that_is_not_utf8_is_stored_losslessly_and_shown(
+    tmp_path: Path, db_url: str
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    raw = os.fsencode(inbox) + b"/bad\xff\xfename.png"
+    with open(raw, "wb") as fh:
+        Image.new("RGB", (300, 400), "white").save(fh, format="PNG")
+    [path] = discover_all([inbox]).files
+    settings = Settings(db_url=db_url, cache_dir=tmp_path / "cache", workers=1)
+    factory = session_factory(open_database(db_url))
+
+    [outcome] = process(factory, register(factory, path, settings), settings, model=scripted())
+
+    assert outcome.status == "needs_review"  # an empty invoice: stored, with its reasons
+    with factory() as session:
+        [document] = session.scalars(select(Document)).all()
+        assert document.paths[0].name == "bad\\xff\\xfename.png"  # escaped text
+        assert os.fsencode(last_seen_paths(document)[0]) == raw  # and back, byte for byte
+    shown = CliRunner().invoke(app, ["show", "bad\\xff\\xfename.png", "--db", db_url])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["paths"] == [to_text(os.fsdecode(raw))]

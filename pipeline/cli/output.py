@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pipeline import progress
+from pipeline.pathtext import to_text
 from pipeline.runner import Outcome
 from pipeline.store.models import Document, Extraction
 from pipeline.store.queries import RunMetrics
@@ -50,7 +51,7 @@ def progress_bar(console: Console, enabled: bool = True) -> Iterator[None]:
             bar.update(task, total=event.total, last="")
         elif event.kind == "document_done" and event.path not in done:
             done.add(event.path)
-            bar.update(task, advance=1, last=f"{event.path.rsplit('/', 1)[-1]}: {event.status}")
+            bar.update(task, advance=1, last=f"{_name(event.path)}: {event.status}")
 
     progress.add_listener(listen)
     try:
@@ -73,7 +74,7 @@ def print_outcomes(
         # A row without a sha256 has no stored unit (a path skipped or unreadable): not "unchanged".
         status = o.status if o.did_work or not o.sha256 else f"{o.status} (unchanged)"
         table.add_row(
-            o.path.rsplit("/", 1)[-1],
+            _name(o.path),
             str(o.pages or "-"),
             o.schema,
             f"[{STATUS_STYLE.get(o.status, '')}]{status}[/]",
@@ -88,6 +89,11 @@ def print_outcomes(
         ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         + f"; {worked} extracted now, {done_before} already done"
     )
+
+
+def _name(path: str) -> str:
+    """The file name of `path` as printable text (see `pipeline.pathtext`)."""
+    return to_text(path.rsplit("/", 1)[-1])
 
 
 def print_status(

@@ -20,6 +20,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from pipeline.pathtext import to_text
 from pipeline.store.models import (
     Document,
     DocumentPath,
@@ -95,14 +96,15 @@ def register_document(
     document.last_seen_at = now
     if media_type and not document.media_type:
         document.media_type = media_type
-    resolved = str(path.resolve())
+    # As text any database takes: a name that is not UTF-8 is stored escaped (pathtext).
+    resolved = to_text(str(path.resolve()))
     _insert_ignoring_conflicts(
         session,
         DocumentPath,
         {
             "document_id": document.id,
             "path": resolved,
-            "name": path.name,
+            "name": to_text(path.name)[:255],
             "first_seen_at": now,
             "last_seen_at": now,
         },
