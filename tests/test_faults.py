@@ -29,6 +29,7 @@ from pipeline.cli import app
 from pipeline.errors import GenerationTimeout, InputError
 from pipeline.ingest import discover_all, ingest_file
 from pipeline.pathtext import to_text
+from pipeline.render.client import Workers
 from pipeline.render.raster import document_cache_dir, rasterize
 from pipeline.runner import process, register
 from pipeline.settings import RasterSettings, Settings
@@ -273,3 +274,36 @@ def test_a_name_that_is_not_utf8_is_stored_losslessly_and_shown(
     shown = CliRunner().invoke(app, ["show", "bad\\xff\\xfename.png", "--db", db_url])
     assert shown.exit_code == 0, shown.output
     assert json.loads(shown.output)["paths"] == [to_text(os.fsdecode(raw))]
+
+
+# ---------------------------------------------------------------- 7. secrets in the render sandbox
+
+
+def test_the_render_worker_starts_without_the_secrets_of_the_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCEXTRACT_DB_URL", "postgresql://etl:hunter2@db/docextract")
+    monkeypatch.setenv("DOCEXTRACT_MODEL__API_KEY", "sk-hunter2")
+    monkeypatch.setenv("PGPASSWORD", "hunter2")
+    pdf = make_pdf(tmp_path / "x.pdf", 1)
+    request = {
+        "op": "info",
+        "kind": "pdf",
+        "path": str(pdf),
+        "password": None,
+        "memory_mb": 1024,
+        "max_page_pixels": 10**8,
+        "max_pages": 10,
+        "threads": 1,
+        "work_dir": str(tmp_path),
+        "renderer": "poppler",
+        "fallback": None,
+    }
+
+    with Workers(tmp_path) as workers:
+        events = [e["event"] for e in workers.run(request, lambda: time.monotonic() + 60)]
+        assert workers._current is not None
+        environ = Path(f"/proc/{workers._current._proc.pid}/environ").read_bytes()
+
+    assert events == ["info", "done"]  # it still works: finds poppler and the pipeline
+    assert b"hunter2" not in environ and b"DOCEXTRACT" not in environ
