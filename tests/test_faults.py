@@ -7,6 +7,7 @@ outcome the README's Robustness table promises. Offline, CPU, each bounded in ti
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -20,18 +21,21 @@ from pathlib import Path
 import pytest
 from fpdf import FPDF
 from PIL import Image, ImageStat
+from rich.console import Console
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from pipeline.backends.batching import BatchingModel
 from pipeline.backends.scripted import ScriptedModel, empty_record_json
 from pipeline.cli import app
+from pipeline.cli.output import print_outcomes
 from pipeline.errors import GenerationTimeout, InputError
+from pipeline.export.write import csv_cell
 from pipeline.ingest import discover_all, ingest_file
 from pipeline.pathtext import to_text
 from pipeline.render.client import Workers
 from pipeline.render.raster import document_cache_dir, rasterize
-from pipeline.runner import process, register
+from pipeline.runner import Outcome, process, register
 from pipeline.settings import RasterSettings, Settings
 from pipeline.store.db import open_database, session_factory
 from pipeline.store.models import Document
@@ -307,3 +311,37 @@ def test_the_render_worker_starts_without_the_secrets_of_the_batch(
 
     assert events == ["info", "done"]  # it still works: finds poppler and the pipeline
     assert b"hunter2" not in environ and b"DOCEXTRACT" not in environ
+
+
+# ---------------------------------------------------------------- 8. names printed unsafely
+
+HOSTILE = "/inbox/[link=https://evil.example]click[/link]\x1b[2J\x1b]0;owned\x07.pdf"
+
+
+def test_names_and_reasons_print_as_text_not_markup_or_escapes() -> None:
+    console = Console(record=True, force_terminal=True, width=300, file=io.StringIO())
+    outcome = Outcome(HOSTILE, "ab" * 32, "invoice", "needs_review", HOSTILE, 1, 0.1, True)
+
+    print_outcomes(console, [outcome])
+
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "[link=https://evil.example]click[/link]" in out  # shown, not turned into a link
+    assert "\x1b]8;" not in out and "\x1b[2J" not in out and "\x1b]0;" not in out
+    assert "\\x1b[2J" in out  # the escape is visible as text
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        ('=HYPERLINK("http://evil.example","x")', '\'=HYPERLINK("http://evil.example","x")'),
+        ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+        ("-2+3+cmd", "'-2+3+cmd"),
+        ("@SUM(A1:A9)", "'@SUM(A1:A9)"),
+        ("\t=1", "'\t=1"),
+        ("-12.50", "-12.50"),  # a number stays a number
+        ("+3", "+3"),
+        ("ACME GmbH", "ACME GmbH"),
+    ],
+)
+def test_csv_cells_that_a_spreadsheet_would_run_are_neutralized(value: str, written: str) -> None:
+    assert csv_cell(value) == written

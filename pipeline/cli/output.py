@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from pipeline import progress
 from pipeline.pathtext import to_text
@@ -18,6 +20,7 @@ from pipeline.runner import Outcome
 from pipeline.store.models import Document, Extraction
 from pipeline.store.queries import RunMetrics
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 STATUS_STYLE = {
     "succeeded": "green",
     "needs_review": "yellow",
@@ -38,7 +41,7 @@ def progress_bar(console: Console, enabled: bool = True) -> Iterator[None]:
         TextColumn("[bold]extracting"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[last]}"),
+        TextColumn("{task.fields[last]}", markup=False),  # holds file names
         TimeElapsedColumn(),
         console=console,
         transient=False,
@@ -51,7 +54,7 @@ def progress_bar(console: Console, enabled: bool = True) -> Iterator[None]:
             bar.update(task, total=event.total, last="")
         elif event.kind == "document_done" and event.path not in done:
             done.add(event.path)
-            bar.update(task, advance=1, last=f"{_name(event.path)}: {event.status}")
+            bar.update(task, advance=1, last=f"{_name(event.path).plain}: {event.status}")
 
     progress.add_listener(listen)
     try:
@@ -78,7 +81,7 @@ def print_outcomes(
             str(o.pages or "-"),
             o.schema,
             f"[{STATUS_STYLE.get(o.status, '')}]{status}[/]",
-            o.reason or "",
+            _plain(o.reason or ""),
             f"{o.seconds:.1f}",
         )
     console.print(table)
@@ -91,9 +94,16 @@ def print_outcomes(
     )
 
 
-def _name(path: str) -> str:
-    """The file name of `path` as printable text (see `pipeline.pathtext`)."""
-    return to_text(path.rsplit("/", 1)[-1])
+def _name(path: str) -> Text:
+    """The file name of `path` for the terminal (see `_plain`; bytes that are not UTF-8 as in
+    `pipeline.pathtext`)."""
+    return _plain(to_text(path.rsplit("/", 1)[-1]))
+
+
+def _plain(text: str) -> Text:
+    """`text` shown as it is: Rich markup in it (`[link=...]`) is not interpreted, and control
+    characters (an ANSI escape in a file name) are written as `\\xHH`, never sent raw."""
+    return Text(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text))
 
 
 def print_status(
@@ -121,12 +131,12 @@ def print_status(
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(
-            row["document"],
+            _plain(row["document"]),
             row["sha256"][:12],
             row["schema"],
             row["model_id"],
             f"[{STATUS_STYLE.get(row['status'], '')}]{row['status']}[/]",
-            row["reason"] or "",
+            _plain(row["reason"] or ""),
             str(row["updated_at"])[:19],
         )
     console.print(table)
