@@ -25,6 +25,7 @@ from rich.console import Console
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from pipeline.backends import create_model
 from pipeline.backends.batching import BatchingModel
 from pipeline.backends.scripted import ScriptedModel, empty_record_json
 from pipeline.cli import app
@@ -345,3 +346,18 @@ def test_names_and_reasons_print_as_text_not_markup_or_escapes() -> None:
 )
 def test_csv_cells_that_a_spreadsheet_would_run_are_neutralized(value: str, written: str) -> None:
     assert csv_cell(value) == written
+
+
+# ---------------------------------------------------------------- 9. memory that grows with pages
+
+
+def test_the_cli_scripted_model_keeps_nothing_per_request(tmp_path: Path) -> None:
+    settings = Settings(cache_dir=tmp_path, model={"backend": "scripted"})
+    model = create_model(settings)  # what `docextract run --backend scripted` builds
+    page = Image.new("RGB", (1700, 2200), "white")  # ~11 MB of pixels, as a 200 DPI page
+
+    for _ in range(20):
+        model.generate([VisionRequest(images=(page,), prompt="p")])
+
+    assert isinstance(model, ScriptedModel)
+    assert model.requests == [] and model.batches == []  # nothing that grows with the pages
