@@ -225,6 +225,12 @@ def hash_file(path: Path) -> tuple[str, int]:
             while block := fh.read(_HASH_BLOCK):
                 digest.update(block)
                 size += len(block)
+    except FileNotFoundError as exc:
+        raise InputError(
+            ErrorCategory.IO_ERROR,
+            f"{str(path)!r} vanished after it was found (moved or deleted meanwhile); "
+            "nothing is recorded for it",
+        ) from exc
     except OSError as exc:
         raise InputError(
             ErrorCategory.IO_ERROR, f"cannot read {str(path)!r}: {exc.strerror or exc}"

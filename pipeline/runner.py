@@ -29,7 +29,7 @@ from pipeline.routing import AUTO
 from pipeline.routing.plan import SchemaPlan, plan_schemas, route_review_reason, unit_identity
 from pipeline.settings import Settings
 from pipeline.store import repository as repo
-from pipeline.store.models import Document
+from pipeline.store.models import Document, Extraction
 from pipeline.types import ErrorCategory, ErrorItem, PageImage, Status
 from schemas import get_schema
 
@@ -239,13 +239,20 @@ def _claim_units(
                     registered.sha256,
                     name,
                     current.status if current else Status.PENDING.value,
-                    (current.error_message if current else None) or "already done (unchanged)",
+                    _skip_reason(current),
                     document.page_count if document else None,
                     0.0,
                     did_work=False,
                 )
             )
     return claimed, skipped
+
+
+def _skip_reason(current: Extraction | None) -> str:
+    """Why a unit was not claimed: done already, or in the hands of another run."""
+    if current is not None and current.status == Status.RUNNING.value:
+        return f"held by another run ({current.claimed_by}); not done here"
+    return (current.error_message if current else None) or "already done"
 
 
 def _extract_all(

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -32,16 +33,20 @@ from pipeline.cli import app
 from pipeline.cli.output import print_outcomes
 from pipeline.errors import GenerationTimeout, InputError
 from pipeline.export.write import csv_cell
-from pipeline.ingest import discover_all, ingest_file
+from pipeline.extraction import summarize_errors
+from pipeline.ingest import PDF, discover_all, ingest_file
 from pipeline.pathtext import to_text
+from pipeline.prompts import PROMPT_VERSION
 from pipeline.render.client import Workers
 from pipeline.render.raster import document_cache_dir, rasterize
 from pipeline.runner import Outcome, process, register
 from pipeline.settings import RasterSettings, Settings
+from pipeline.store import repository as repo
 from pipeline.store.db import open_database, session_factory
-from pipeline.store.models import Document
+from pipeline.store.models import Document, Run
 from pipeline.store.queries import last_seen_paths
-from pipeline.types import ErrorCategory, PageImage, VisionOutput, VisionRequest
+from pipeline.types import ErrorCategory, ErrorItem, PageImage, VisionOutput, VisionRequest
+from schemas.invoice import Invoice
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -361,3 +366,86 @@ def test_the_cli_scripted_model_keeps_nothing_per_request(tmp_path: Path) -> Non
 
     assert isinstance(model, ScriptedModel)
     assert model.requests == [] and model.batches == []  # nothing that grows with the pages
+
+
+# ---------------------------------------------------------------- 10. smaller faults
+
+
+def _dead_worker() -> str:
+    """The name a killed process on this machine had (a pid that is not running)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return f"{repo.worker_name().rsplit(':', 1)[0]}:{child.pid}"
+
+
+def test_a_file_that_vanishes_says_so(tmp_path: Path, settings: Settings) -> None:
+    x = make_pdf(tmp_path / "x.pdf", 1)
+    file = ingest_file(x, settings.raster)
+    x.unlink()  # after hashing, before rendering
+
+    with pytest.raises(InputError) as raised:
+        rasterize(file, settings.raster, tmp_path / "cache")
+    assert raised.value.category is ErrorCategory.IO_ERROR and "vanished" in raised.value.message
+
+    factory = session_factory(open_database(settings.db_url.get_secret_value()))
+    with pytest.raises(InputError, match="vanished after it was found"):
+        register(factory, x, settings)  # deleted after discovery: no hash, so no row
+    console = Console(record=True, width=200, file=io.StringIO())
+    print_outcomes(console, [Outcome(str(x), "", "invoice", "failed", "gone", None, 0, False)])
+    shown = console.export_text()
+    assert "(unchanged)" not in shown and "0 already done" in shown
+
+
+def test_a_unit_held_by_another_run_says_so(tmp_path: Path, db_url: str) -> None:
+    png = tmp_path / "scan.png"
+    Image.new("RGB", (300, 400), "white").save(png)
+    settings = Settings(db_url=db_url, cache_dir=tmp_path / "cache", workers=1)
+    factory = session_factory(open_database(db_url))
+    registered = register(factory, png, settings)
+    model = scripted()
+    unit = repo.UnitOfWork(
+        registered.document_id, "invoice", Invoice.schema_version, model.model_id, PROMPT_VERSION
+    )
+    with factory.begin() as session:
+        assert repo.claim(session, unit, "etl@other-host:42", lease=timedelta(hours=1))
+
+    [outcome] = process(factory, registered, settings, model=model)
+
+    assert (outcome.status, outcome.did_work) == ("running", False)
+    assert outcome.reason == "held by another run (etl@other-host:42); not done here"
+
+
+def test_page_reasons_name_their_page_once() -> None:
+    errors = [
+        ErrorItem(ErrorCategory.CORRUPT, "page 2: the page is empty", 2),
+        ErrorItem(ErrorCategory.TIMEOUT, "not extracted in time", 3),
+    ]
+    assert summarize_errors(errors) == "page 2: the page is empty; page 3: not extracted in time"
+
+
+def test_a_killed_runs_row_is_closed_as_interrupted_when_its_claims_are_taken_over(
+    tmp_path: Path, db_url: str
+) -> None:
+    factory = session_factory(open_database(db_url))
+    dead = _dead_worker()
+    with factory.begin() as session:
+        document = repo.register_document(session, tmp_path / "a.pdf", "ab" * 32, 10, PDF)
+        run = repo.start_run(session, "run", {})
+        run.started_by = dead  # as the killed process recorded it
+        unit = repo.UnitOfWork(document.id, "invoice", "1", "scripted", PROMPT_VERSION)
+        repo.claim(session, unit, dead, lease=timedelta(hours=1), run_id=run.id)
+        run_id = run.id
+
+    with factory.begin() as session:
+        assert repo.claim(session, unit, repo.worker_name(), lease=timedelta(hours=1))
+
+    with factory() as session:
+        killed = session.get(Run, run_id)
+        assert killed is not None and killed.finished_at is not None
+        assert killed.counts["interrupted"] is True
+
+
+def test_sqlite_under_a_folder_that_cannot_be_made_is_exit_3() -> None:
+    result = CliRunner().invoke(app, ["status", "--db", "sqlite:////sys/docextract-nope/x.db"])
+    assert result.exit_code == 3, result.output
+    assert "Cannot create the folder" in result.output

@@ -51,7 +51,15 @@ def make_engine(url: str) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(parsed.database).expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a read-only file system, no permission
+                raise StoreError(
+                    f"Cannot create the folder of the SQLite database {safe_url(url)!r}: "
+                    f"{exc.strerror or exc}. Create it, or point --db / DOCEXTRACT_DB_URL at "
+                    "a writable place."
+                ) from None
         engine = create_engine(parsed, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)

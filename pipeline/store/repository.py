@@ -243,6 +243,8 @@ def claim(
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return None
+    if dead is not None:
+        _close_interrupted_runs(session, dead, worker)
     extraction = session.scalars(select(Extraction).where(unit.where())).one()
     session.refresh(extraction)
     session.add(
@@ -255,6 +257,16 @@ def claim(
         )
     )
     return extraction
+
+
+def _close_interrupted_runs(session: Session, dead: str, worker: str) -> None:
+    """The runs a killed process started (never finished) end now, marked interrupted."""
+    session.execute(
+        update(Run)
+        .where(Run.started_by == dead, Run.finished_at.is_(None))
+        .values(finished_at=utcnow(), counts={"interrupted": True, "taken_over_by": worker})
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _owned(extraction_id: int, worker: str) -> tuple[Any, ...]:
