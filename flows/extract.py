@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 from pipeline import progress
 from pipeline.backends import get_model
-from pipeline.errors import ConfigError, InputError, StoreError
+from pipeline.errors import ConfigError, InfrastructureError, InputError, StoreError
 from pipeline.ingest import Skipped, discover_all
 from pipeline.runner import Outcome, process, register
 from pipeline.settings import Settings
@@ -80,9 +80,10 @@ def extract_document(
 
 
 def is_infrastructure_fault(state: Any) -> bool:
-    """Prefect retry condition: database and I/O faults are worth another try, nothing else."""
+    """Prefect retry condition: faults of the machine (database, cache disk, I/O) are worth
+    another try (the task gave its claims back), nothing else."""
     exc = state.result(raise_on_failure=False)
-    return isinstance(exc, OperationalError | OSError)
+    return isinstance(exc, OperationalError | OSError | InfrastructureError)
 
 
 @flow(name="docextract-extract", log_prints=False, validate_parameters=True)
@@ -168,8 +169,10 @@ def _rows_or_failure(path: str, future: Any, settings: Settings) -> list[dict[st
     result = future.result(raise_on_failure=False)
     if not isinstance(result, BaseException):
         return result
-    if isinstance(result, ConfigError | StoreError):
+    if isinstance(result, ConfigError | InfrastructureError):
         raise result
+    if isinstance(result, OperationalError):  # lost before any claim (register, plan, claim)
+        raise StoreError(f"lost the database connection: {str(result.orig or result)[:200]}")
     message = f"{type(result).__name__}: {result} (the run log has the traceback)"
     return [
         Outcome(path, "", name, Status.FAILED.value, message, None, 0.0, did_work=False).to_json()

@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.backends import VisionModel, backend_name_for, get_model
-from pipeline.errors import ConfigError, InputError, StoreError
+from pipeline.errors import ConfigError, InfrastructureError, InputError, StoreError
 from pipeline.extraction import ExtractionResult, add_page_errors, extract
 from pipeline.ingest import IngestedFile, RejectedFile, ingest_file
 from pipeline.prompts import PROMPT_VERSION
@@ -29,6 +29,7 @@ from pipeline.routing import AUTO
 from pipeline.routing.plan import SchemaPlan, plan_schemas, route_review_reason, unit_identity
 from pipeline.settings import Settings
 from pipeline.store import repository as repo
+from pipeline.store.db import retry_on_disconnect
 from pipeline.store.models import Document, Extraction
 from pipeline.types import ErrorCategory, ErrorItem, PageImage, Status
 from schemas import get_schema
@@ -112,9 +113,12 @@ def process(
     try:
         results, pages = _extract_all(factory, registered, settings, model, claimed, worker)
         _apply_plan(plan, claimed, results, settings)
-    except (ConfigError, StoreError) as exc:  # the run is broken, not the document
+    except (ConfigError, InfrastructureError) as exc:  # the run is broken, not the document
         _release_all(factory, claimed, worker, str(exc))
         raise
+    except OperationalError as exc:  # the database went away mid-document: not its fault
+        _release_all(factory, claimed, worker, "database connection lost")
+        raise StoreError(f"lost the database connection: {str(exc.orig or exc)[:200]}") from exc
     except InputError as exc:
         item = ErrorItem(exc.category, exc.message, exc.page)
         results, pages = {name: _failed(name, item) for name in claimed}, None
@@ -160,22 +164,17 @@ def _save_with_retries(
 ) -> dict[str, bool]:
     """Every schema's outcome in one transaction, retried when the connection drops (the pool
     reconnects), so an hour of model work is not lost to a database blip."""
-    for attempt in range(1, attempts + 1):
-        try:
-            with factory.begin() as session:
-                return {
-                    name: repo.save_outcome(session, extraction_id, worker, fields[name])
-                    for name, extraction_id in claimed.items()
-                }
-        except OperationalError as exc:
-            if attempt == attempts:
-                raise StoreError(
-                    f"could not store the results after {attempts} tries: "
-                    f"{str(exc.orig or exc).strip().splitlines()[0]}"
-                ) from exc
-            log.warning("database write failed (%s); retrying", type(exc.orig).__name__)
-            time.sleep(DB_RETRY_DELAY_S * attempt)
-    raise AssertionError("unreachable")
+
+    def save() -> dict[str, bool]:
+        with factory.begin() as session:
+            return {
+                name: repo.save_outcome(session, extraction_id, worker, fields[name])
+                for name, extraction_id in claimed.items()
+            }
+
+    return retry_on_disconnect(
+        "store the results", save, attempts=attempts, delay_s=DB_RETRY_DELAY_S
+    )
 
 
 def _release_all(
@@ -301,22 +300,31 @@ def _record_pages(
     early: bool = False,
 ) -> None:
     """Store the page count and page sizes. `early`: as soon as rendering ends (while the model
-    still works), best effort; the write after extraction is the one that must succeed."""
-    try:
+    still works), best effort; the write after extraction is the one that must succeed (it is
+    retried, then raises StoreError)."""
+
+    def record() -> None:
         with factory.begin() as session:
             document = session.get(Document, registered.document_id)
             assert document is not None
             repo.record_pages(session, document, raster.page_count, raster.pages)
+
+    if not early:
+        retry_on_disconnect("record the pages", record, delay_s=DB_RETRY_DELAY_S)
+        return
+    try:
+        record()
     except SQLAlchemyError as exc:
-        if not early:
-            raise
         log.warning("could not record the pages of %s yet: %s", registered.path, exc)
 
 
 def _renew_claims(factory: sessionmaker[Session], claimed: dict[str, int], worker: str) -> None:
-    with factory.begin() as session:
-        for extraction_id in claimed.values():
-            repo.renew_claim(session, extraction_id, worker)
+    def renew() -> None:
+        with factory.begin() as session:
+            for extraction_id in claimed.values():
+                repo.renew_claim(session, extraction_id, worker)
+
+    retry_on_disconnect("renew the claims", renew, delay_s=DB_RETRY_DELAY_S)
 
 
 def _ingested(factory: sessionmaker[Session], registered: Registered) -> IngestedFile:

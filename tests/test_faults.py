@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,14 +24,16 @@ from fpdf import FPDF
 from PIL import Image, ImageStat
 from rich.console import Console
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 
+from pipeline import runner
 from pipeline.backends import create_model
 from pipeline.backends.batching import BatchingModel
 from pipeline.backends.scripted import ScriptedModel, empty_record_json
 from pipeline.cli import app
 from pipeline.cli.output import print_outcomes
-from pipeline.errors import GenerationTimeout, InputError
+from pipeline.errors import GenerationTimeout, InfrastructureError, InputError, StoreError
 from pipeline.export.write import csv_cell
 from pipeline.extraction import summarize_errors
 from pipeline.ingest import PDF, discover_all, ingest_file
@@ -43,7 +45,7 @@ from pipeline.runner import Outcome, process, register
 from pipeline.settings import RasterSettings, Settings
 from pipeline.store import repository as repo
 from pipeline.store.db import open_database, session_factory
-from pipeline.store.models import Document, Run
+from pipeline.store.models import Document, Extraction, Run
 from pipeline.store.queries import last_seen_paths
 from pipeline.types import ErrorCategory, ErrorItem, PageImage, VisionOutput, VisionRequest
 from schemas.invoice import Invoice
@@ -449,3 +451,123 @@ def test_sqlite_under_a_folder_that_cannot_be_made_is_exit_3() -> None:
     result = CliRunner().invoke(app, ["status", "--db", "sqlite:////sys/docextract-nope/x.db"])
     assert result.exit_code == 3, result.output
     assert "Cannot create the folder" in result.output
+
+
+# ---------------------------------------------------------------- 3. faults of the machine
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """`disk("size=64k")`: a fresh tmpfs mounted for the test (`remount,ro` etc. later through
+    `mount`), unmounted afterwards. Skips where mounting is not allowed (not root)."""
+    mounted: list[Path] = []
+
+    def make(options: str) -> Path:
+        where = tmp_path / f"disk{len(mounted)}"
+        where.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True
+        )
+        if done.returncode:
+            pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr!r}")
+        mounted.append(where)
+        return where
+
+    yield make
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def remount(where: Path, options: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{options}", str(where)], check=True)
+
+
+def unit_status(db_url: str) -> list[tuple[str, str | None]]:
+    factory = session_factory(open_database(db_url))
+    with factory() as session:
+        return [(e.status, e.error_category) for e in session.scalars(select(Extraction))]
+
+
+def test_a_read_only_cache_stops_the_document_and_gives_its_claim_back(
+    tmp_path: Path, db_url: str, disk: Callable[[str], Path]
+) -> None:
+    cache = disk("size=8m")
+    (cache / "pages").mkdir()
+    remount(cache, "ro")
+    png = tmp_path / "scan.png"
+    Image.new("RGB", (300, 400), "white").save(png)
+    settings = Settings(db_url=db_url, cache_dir=cache, workers=1)
+    factory = session_factory(open_database(db_url))
+    registered = register(factory, png, settings)
+
+    with pytest.raises(InfrastructureError, match="Read-only file system"):
+        process(factory, registered, settings, model=scripted())
+    assert unit_status(db_url) == [("pending", None)]  # not failed: the next run does it
+
+    remount(cache, "rw")
+    [outcome] = process(factory, registered, settings, model=scripted())
+    assert outcome.did_work and outcome.status == "needs_review"
+
+
+def test_a_full_cache_disk_is_not_a_failed_document(
+    tmp_path: Path, db_url: str, disk: Callable[[str], Path]
+) -> None:
+    cache = disk("size=1500k")
+    scan = tmp_path / "noise.jpg"  # ~0.6 MB of JPEG that becomes ~3 MB of PNG in the cache
+    Image.frombytes("RGB", (1000, 1000), os.urandom(3_000_000)).save(scan, quality=30)
+    settings = Settings(db_url=db_url, cache_dir=cache, workers=1)
+    factory = session_factory(open_database(db_url))
+    registered = register(factory, scan, settings)
+
+    with pytest.raises(InfrastructureError, match="No space left on device"):
+        process(factory, registered, settings, model=scripted())
+    assert unit_status(db_url) == [("pending", None)]
+
+
+@pytest.mark.parametrize("where", ["renew_claim", "record_pages"])
+def test_a_database_lost_mid_document_stops_it_instead_of_recording_a_failure(
+    tmp_path: Path, db_url: str, where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    png = tmp_path / "scan.png"
+    Image.new("RGB", (300, 400), "white").save(png)
+    settings = Settings(db_url=db_url, cache_dir=tmp_path / "cache", workers=1)
+    factory = session_factory(open_database(db_url))
+    registered = register(factory, png, settings)
+
+    def dropped(*args: object, **kwargs: object) -> None:
+        raise OperationalError("UPDATE ...", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(runner, "DB_RETRY_DELAY_S", 0.01)
+    with monkeypatch.context() as patch:
+        patch.setattr(runner.repo, where, dropped)
+        with pytest.raises(StoreError, match="server closed the connection"):
+            process(factory, registered, settings, model=scripted())
+    assert unit_status(db_url) == [("pending", None)]  # given back, not failed/internal_error
+
+    [outcome] = process(factory, registered, settings, model=scripted())  # the next run
+    assert outcome.did_work and outcome.status == "needs_review"
+
+
+@pytest.mark.slow
+def test_cli_read_only_cache_exits_4_then_a_plain_run_does_the_work(
+    tmp_path: Path, cli_env: dict[str, str], disk: Callable[[str], Path]
+) -> None:
+    cache = disk("size=8m")
+    remount(cache, "ro")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    make_pdf(inbox / "a.pdf", 1)
+    env = {**cli_env, "DOCEXTRACT_CACHE_DIR": str(cache)}
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+
+    stopped = docextract("run", str(inbox), "--backend", "scripted", "--db", db, env=env)
+    assert stopped.returncode == 4, stopped.stderr[-2000:]
+    last = stopped.stderr[stopped.stderr.rindex("machine fault:") :]  # (Prefect logs the task)
+    assert "Read-only file system" in last and "DOCEXTRACT_CACHE_DIR" in last
+
+    remount(cache, "rw")
+    again = docextract("run", str(inbox), "--backend", "scripted", "--db", db, "--json", env=env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert [(r["status"], r["did_work"]) for r in json.loads(again.stdout)] == [
+        ("needs_review", True)
+    ]

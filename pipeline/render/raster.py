@@ -31,10 +31,10 @@ from typing import Any
 
 from PIL import Image
 
-from pipeline.errors import ConfigError, InputError
+from pipeline.errors import ConfigError, InfrastructureError, InputError
 from pipeline.ingest import IMAGE_TYPES, PDF, IngestedFile
 from pipeline.render.client import WorkerCrashed, Workers, WorkerTimedOut
-from pipeline.render.common import pixels_at
+from pipeline.render.common import CACHE, DocumentError, cache_writes, pixels_at
 from pipeline.render.source import VerifiedSource
 from pipeline.settings import RasterSettings
 from pipeline.types import ErrorCategory, ErrorItem, PageImage
@@ -114,7 +114,11 @@ def rasterize(
     """
     kind = _kind(file)
     doc_dir = document_cache_dir(cache_dir, file.sha256)
-    doc_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with cache_writes(cache_dir):
+            doc_dir.mkdir(parents=True, exist_ok=True)
+    except DocumentError as exc:
+        raise InfrastructureError(exc.message) from exc
     deadline = time.monotonic() + settings.document_timeout_s
     # The worker reads a private copy whose hash was checked, never the path: a file replaced
     # after it was hashed must not put other bytes' pages in the cache (see render/source.py).
@@ -224,6 +228,8 @@ def _fetch_info(
 def _document_error(file: IngestedFile, event: dict[str, Any]) -> Exception:
     if event["category"] == "config_error":
         return ConfigError(event["message"])
+    if event["category"] == CACHE:
+        return InfrastructureError(event["message"])
     return InputError(ErrorCategory(event["category"]), f"{file.path.name!r}: {event['message']}")
 
 
@@ -490,5 +496,10 @@ def _nothing_rendered(file: IngestedFile, errors: list[ErrorItem]) -> InputError
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)  # readers never see half a file
+    try:
+        with cache_writes(path.parent):
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, path)  # readers never see half a file
+    except DocumentError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InfrastructureError(exc.message) from exc

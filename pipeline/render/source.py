@@ -16,7 +16,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from pipeline.errors import InputError
+from pipeline.errors import InfrastructureError, InputError
+from pipeline.render.common import DocumentError, cache_writes
 from pipeline.types import ErrorCategory
 
 _BLOCK = 1 << 20
@@ -66,14 +67,18 @@ class VerifiedSource:
                 if gone
                 else f"cannot read {name!r}: {exc.strerror or exc}",
             ) from exc
-        # Writing the copy can fail too (a full or read-only cache): that is an OSError of the
-        # machine, not of the document, and propagates as one.
-        fd, tmp = tempfile.mkstemp(
-            prefix=f"{_PREFIX}{os.getpid()}-", suffix=".tmp", dir=self._work_dir
-        )
+        # Writing the copy can fail too (a full or read-only cache): a fault of the machine.
+        try:
+            with cache_writes(self._work_dir):
+                fd, tmp = tempfile.mkstemp(
+                    prefix=f"{_PREFIX}{os.getpid()}-", suffix=".tmp", dir=self._work_dir
+                )
+        except DocumentError as exc:
+            source.close()
+            raise InfrastructureError(exc.message) from exc
         digest = hashlib.sha256()
         try:
-            with source, os.fdopen(fd, "wb") as copy:
+            with cache_writes(self._work_dir), source, os.fdopen(fd, "wb") as copy:
                 while True:
                     try:
                         block = source.read(_BLOCK)
@@ -85,6 +90,9 @@ class VerifiedSource:
                         break
                     digest.update(block)
                     copy.write(block)
+        except DocumentError as exc:  # from cache_writes: the cache, not the file
+            Path(tmp).unlink(missing_ok=True)
+            raise InfrastructureError(exc.message) from exc
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

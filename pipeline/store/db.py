@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -23,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # pg_advisory_lock key held while the schema is created or upgraded ("docx" in ASCII).
@@ -154,6 +157,25 @@ def open_database(url: str, *, create: bool = True) -> Engine:
             f"needs {head!r}. Run `docextract db upgrade --db URL` (back it up first)."
         )
     return engine
+
+
+def retry_on_disconnect(
+    what: str, action: Callable[[], T], *, attempts: int = 3, delay_s: float = 1.0
+) -> T:
+    """`action()` (one transaction), run again when the connection drops (the pool reconnects),
+    waiting `delay_s` x attempt in between. Raises StoreError ("could not {what} after N
+    tries: ...") when every attempt failed: the run stops and gives its claims back."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except OperationalError as exc:
+            if attempt == attempts:
+                raise StoreError(
+                    f"could not {what} after {attempts} tries: {_first_line(exc)}"
+                ) from exc
+            log.warning("database error while trying to %s (%s); retrying", what, _first_line(exc))
+            time.sleep(delay_s * attempt)
+    raise AssertionError("unreachable")
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
