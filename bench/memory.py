@@ -5,7 +5,9 @@ Three measurements in one run, each in its own process so peaks do not mix:
    scripted backend (it answers empty records: the model is not what this measures). The RSS of
    the process is sampled every 50 ms; the peak is reported after the first 50 pages and at the
    end (flat means those two are close), plus the render subprocesses' peak.
-2. `pdf2image.convert_from_path(path, dpi=200)` in one call (its default use).
+2. the same with the model the CLI builds (`--backend scripted`: the registry's backend behind
+   the process-wide `BatchingModel`), so that whatever the CLI keeps is measured too.
+3. `pdf2image.convert_from_path(path, dpi=200)` in one call (its default use).
 
     python bench/memory.py [--pages 300]
 """
@@ -52,16 +54,17 @@ def rss_mb() -> float:
     return 0.0
 
 
-def run_docextract(pdf: Path, work: Path) -> dict[str, float]:
+def run_docextract(pdf: Path, work: Path, cli_model: bool = False) -> dict[str, float]:
     from pipeline.backends.scripted import ScriptedModel, empty_record_json
     from pipeline.runner import process, register
     from pipeline.settings import Settings
     from pipeline.store.db import open_database, session_factory
 
     settings = Settings(
-        db_url=f"sqlite:///{work / 'bench.db'}",
-        cache_dir=work / "cache",
+        db_url=f"sqlite:///{work / ('cli.db' if cli_model else 'bench.db')}",
+        cache_dir=work / ("cli-cache" if cli_model else "cache"),
         raster={"max_pages": 1000},
+        model={"backend": "scripted"},
     )
     pages_done = {"count": 0}
     samples: list[tuple[int, float]] = []
@@ -69,7 +72,8 @@ def run_docextract(pdf: Path, work: Path) -> dict[str, float]:
 
     def sample() -> None:
         while not stop.is_set():
-            samples.append((pages_done["count"], rss_mb()))
+            done = pages_done["count"] if not cli_model else _cli_requests(settings)
+            samples.append((done, rss_mb()))
             time.sleep(0.05)
 
     def answer(request, number):  # type: ignore[no-untyped-def]
@@ -84,7 +88,7 @@ def run_docextract(pdf: Path, work: Path) -> dict[str, float]:
         factory,
         register(factory, pdf, settings),
         settings,
-        model=ScriptedModel(answer, keep_requests=False),
+        model=None if cli_model else ScriptedModel(answer, keep_requests=False),
     )
     seconds = time.perf_counter() - started
     stop.set()
@@ -98,6 +102,13 @@ def run_docextract(pdf: Path, work: Path) -> dict[str, float]:
         "peak_mb": max(mb for _, mb in samples),
         "children_peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
     }
+
+
+def _cli_requests(settings) -> int:  # type: ignore[no-untyped-def]
+    """Requests the CLI's model answered so far (its batcher counts them)."""
+    from pipeline.backends import get_model
+
+    return int(get_model(settings).stats.requests)
 
 
 def run_pdf2image(pdf: Path) -> dict[str, float]:
@@ -131,9 +142,9 @@ def main() -> None:
     if args.child:
         kind, pdf, work = args.child
         result = (
-            run_docextract(Path(pdf), Path(work))
-            if kind == "docextract"
-            else run_pdf2image(Path(pdf))
+            run_pdf2image(Path(pdf))
+            if kind == "pdf2image"
+            else run_docextract(Path(pdf), Path(work), cli_model=kind == "cli")
         )
         print(json.dumps(result))
         return
@@ -142,6 +153,7 @@ def main() -> None:
         pdf = work / "long.pdf"
         make_pdf(pdf, args.pages)
         ours = in_subprocess("docextract", pdf, work)
+        cli = in_subprocess("cli", pdf, work)
         theirs = in_subprocess("pdf2image", pdf, work)
     print(f"{args.pages}-page A4 PDF at 200 DPI; this machine ({Path('/proc/cpuinfo').exists()})")
     print(f"\n{'':44s} {'seconds':>8s} {'peak RSS MB':>12s} {'children MB':>12s}")
@@ -154,12 +166,22 @@ def main() -> None:
         f"{ours['peak_mb']:12.0f} {ours['children_peak_mb']:12.0f}"
     )
     print(
+        f"{'docextract, the CLI model, first 50 pages':44s} {'':8s} "
+        f"{cli['peak_first_50_pages_mb']:12.0f}"
+    )
+    print(
+        f"{'docextract, the CLI model, whole document':44s} {cli['seconds']:8.1f} "
+        f"{cli['peak_mb']:12.0f} {cli['children_peak_mb']:12.0f}"
+    )
+    print(
         f"{'pdf2image.convert_from_path, one call':44s} {theirs['seconds']:8.1f} "
         f"{theirs['peak_mb']:12.0f} {theirs['children_peak_mb']:12.0f}"
     )
     growth = ours["peak_mb"] / max(ours["peak_first_50_pages_mb"], 1.0)
+    cli_growth = cli["peak_mb"] / max(cli["peak_first_50_pages_mb"], 1.0)
     print(
-        f"\ndocextract peak at {args.pages} pages / at 50 pages: {growth:.2f}x; "
+        f"\ndocextract peak at {args.pages} pages / at 50 pages: {growth:.2f}x "
+        f"(the CLI model: {cli_growth:.2f}x); "
         f"pdf2image one-call peak / docextract peak: {theirs['peak_mb'] / ours['peak_mb']:.1f}x"
     )
 

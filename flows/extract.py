@@ -20,9 +20,9 @@ from sqlalchemy.exc import OperationalError
 from flows.report import outcome_report, publish
 from pipeline import progress
 from pipeline.backends import get_model
-from pipeline.errors import ConfigError, InputError, StoreError
+from pipeline.errors import ConfigError, InfrastructureError, InputError, StoreError
 from pipeline.inflight import forget_run, one_document
-from pipeline.ingest import discover
+from pipeline.ingest import Skipped, discover_all
 from pipeline.runner import Outcome, process, register
 from pipeline.settings import Settings
 from pipeline.store import repository as repo
@@ -53,9 +53,10 @@ def build_settings(overrides: dict[str, Any] | None) -> Settings:
 
 
 def is_infrastructure_fault(state: Any) -> bool:
-    """Prefect retry condition: database and I/O faults are worth another try, nothing else."""
+    """Prefect retry condition: faults of the machine (database, cache disk, I/O) are worth
+    another try (the task gave its claims back), nothing else."""
     exc = state.result(raise_on_failure=False)
-    return isinstance(exc, OperationalError | OSError)
+    return isinstance(exc, OperationalError | OSError | InfrastructureError)
 
 
 # The one retry policy of every per-document task: infrastructure faults only (a bad document is
@@ -110,7 +111,12 @@ def extract_flow(
     settings = build_settings(overrides)
     url = settings.db_url.get_secret_value()
     factory = session_factory(shared_engine(url))
-    files = discover([Path(p) for p in paths], skip=settings.inbox_skip)
+    found = discover_all(
+        [Path(p) for p in paths],
+        skip=settings.inbox_skip,
+        follow_outside=settings.inbox_follow_outside,
+    )
+    files = found.files
     progress.emit(progress.ProgressEvent("discovered", total=len(files)))
     with factory.begin() as session:
         run_id = repo.start_run(
@@ -128,7 +134,7 @@ def extract_flow(
     model_stats = _model_stats(settings)
     started = time.perf_counter()
     futures = [extract_document.submit(str(f), overrides, run_id, list(redo or [])) for f in files]
-    rows: list[dict[str, Any]] = []
+    rows = [_skipped_row(item) for item in found.skipped]
     for file, future in zip(files, futures, strict=True):
         rows.extend(_rows_or_failure(str(file), future, settings))
     forget_run(run_id)
@@ -147,6 +153,12 @@ def extract_flow(
         )
     publish(f"{kind}-summary", *outcome_report(f"docextract {kind}", rows))
     return rows
+
+
+def _skipped_row(item: Skipped) -> dict[str, Any]:
+    """A summary row for a path discovery passed over: no document, so nothing is stored."""
+    outcome = Outcome(str(item.path), "", "-", "skipped", item.reason, None, 0.0, did_work=False)
+    return outcome.to_json()
 
 
 def _model_stats(settings: Settings) -> dict[str, float]:
@@ -168,8 +180,10 @@ def _rows_or_failure(path: str, future: Any, settings: Settings) -> list[dict[st
     result = future.result(raise_on_failure=False)
     if not isinstance(result, BaseException):
         return result
-    if isinstance(result, ConfigError | StoreError):
+    if isinstance(result, ConfigError | InfrastructureError):
         raise result
+    if isinstance(result, OperationalError):  # lost before any claim (register, plan, claim)
+        raise StoreError(f"lost the database connection: {str(result.orig or result)[:200]}")
     message = f"{type(result).__name__}: {result} (the run log has the traceback)"
     return [
         Outcome(path, "", name, Status.FAILED.value, message, None, 0.0, did_work=False).to_json()

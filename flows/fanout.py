@@ -278,7 +278,11 @@ def fanout_flow(
     settings = build_settings(overrides)
     url = require_shared_database(settings)
     shared_engine(url)  # the schema exists (or is created once) before the chunks race for it
-    files = discover([Path(p) for p in inbox], skip=settings.inbox_skip)
+    files = discover(
+        [Path(p) for p in inbox],
+        skip=settings.inbox_skip,
+        follow_outside=settings.inbox_follow_outside,
+    )
     chunks = chunked(files, chunk_size)
     parent = current_flow_run.get_id()
     key = str(parent or f"local-{time.time_ns()}")

@@ -1,7 +1,8 @@
 """The exception tree.
 
 Program failures are exceptions; page and document failures are data (see `types.ErrorItem`).
-`ConfigError` and `StoreError` stop a run at once; `InputError` and `ModelError` are caught at the
+`ConfigError` and `InfrastructureError` (`StoreError` among them) stop a run at once and give its
+claims back; `InputError` and `ModelError` are caught at the
 document boundary and recorded as that document's status, so the batch goes on.
 """
 
@@ -14,13 +15,20 @@ __all__ = [
     "ConfigError",
     "DocextractError",
     "GenerationTimeout",
+    "InfrastructureError",
     "InputError",
     "ModelError",
     "StoreError",
 ]
 
 
-class StoreError(DocextractError):
+class InfrastructureError(DocextractError):
+    """A fault of the machine, not of the document (the page cache cannot be written: disk full
+    or read-only; the database connection is lost): the run stops, its claims are given back,
+    and the next run does the work. Never recorded as a document's status."""
+
+
+class StoreError(InfrastructureError):
     """The database cannot be reached, is out of date, or refused a write."""
 
 

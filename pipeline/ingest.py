@@ -81,25 +81,55 @@ class RejectedFile(InputError):
         self.size_bytes = size_bytes
 
 
-def discover(paths: Sequence[Path], skip: Sequence[str] = ()) -> list[Path]:
-    """Expand files and folders into a deterministic list of files.
+@dataclass(frozen=True)
+class Skipped:
+    """A path under an inbox that discovery did not take, and why (for the run summary)."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What `discover_all` found: files to ingest, and everything else it met, with reasons."""
+
+    files: list[Path]
+    skipped: list[Skipped]
+
+
+def discover(
+    paths: Sequence[Path], skip: Sequence[str] = (), *, follow_outside: bool = False
+) -> list[Path]:
+    """The files of `discover_all`; what it skipped is logged as warnings."""
+    return discover_all(paths, skip, follow_outside=follow_outside).files
+
+
+def discover_all(
+    paths: Sequence[Path], skip: Sequence[str] = (), *, follow_outside: bool = False
+) -> Discovery:
+    """Expand files and folders into a deterministic list of files, and what was passed over.
 
     Files given explicitly are kept as given (even hidden ones); folders are recursed in sorted
-    order, skipping hidden entries (names starting with "."), names matching a `skip` glob
-    (sidecar files such as ground-truth `*.json`), non-regular files (sockets, FIFOs: reading
-    them could block) and dangling symlinks. Symlinked folders are followed once, so a
-    link loop cannot recurse forever. Duplicates (the same real file reached twice) are dropped.
+    order, skipping hidden entries (names starting with ".") and names matching a `skip` glob
+    (sidecar files such as ground-truth `*.json`) silently. Everything else that is not taken
+    is a `Skipped` with its reason, and the walk goes on: FIFOs, sockets and devices (reading
+    them could block), dangling symlinks, symlink loops, unreadable folders, and symlinks that
+    lead out of the folder given (to `/etc/shadow`, say) unless `follow_outside`. Symlinked
+    folders inside are followed once, so a link loop cannot recurse forever. Duplicates (the
+    same real file reached twice) are dropped.
 
     Raises `ConfigError` naming the first path that does not exist or is neither file nor folder.
     """
     found: list[Path] = []
+    skipped: list[Skipped] = []
     seen_files: set[Path] = set()
     for given in paths:
         given = Path(given)
         if not given.exists():
             raise ConfigError(f"input path {str(given)!r} does not exist; check the inbox path")
         if given.is_dir():
-            candidates: Iterator[Path] = _walk(given, visited=set(), skip=tuple(skip))
+            walk = _Walk(given.resolve(), tuple(skip), follow_outside, skipped)
+            candidates: Iterator[Path] = walk.files(given)
         elif given.is_file():
             candidates = iter([given])
         else:
@@ -112,36 +142,75 @@ def discover(paths: Sequence[Path], skip: Sequence[str] = ()) -> list[Path]:
             if real not in seen_files:
                 seen_files.add(real)
                 found.append(path)
-    return found
+    for item in skipped:
+        log.warning("skipped %r: %s", str(item.path), item.reason)
+    return Discovery(found, skipped)
 
 
-def _walk(
-    folder: Path, visited: set[tuple[int, int]], skip: tuple[str, ...] = ()
-) -> Iterator[Path]:
-    """Yield regular files under `folder`, depth first, names sorted; each real folder once."""
-    st = folder.stat()
-    key = (st.st_dev, st.st_ino)
-    if key in visited:  # a symlink loop or a second link to a folder already walked
-        return
-    visited.add(key)
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except PermissionError:
-        log.warning("skipping unreadable folder %r", str(folder))
-        return
-    for entry in entries:
-        if entry.name.startswith(".") or any(fnmatch(entry.name, g) for g in skip):
-            continue
-        path = Path(entry.path)
+_SPECIAL = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+@dataclass
+class _Walk:
+    """One folder given on the command line, walked depth first, names sorted."""
+
+    root: Path  # resolved
+    skip: tuple[str, ...]
+    follow_outside: bool
+    skipped: list[Skipped]
+
+    def files(self, folder: Path, visited: set[tuple[int, int]] | None = None) -> Iterator[Path]:
+        """Yield regular files under `folder`; each real folder once."""
+        visited = set() if visited is None else visited
+        st = folder.stat()
+        key = (st.st_dev, st.st_ino)
+        if key in visited:  # a symlink loop or a second link to a folder already walked
+            return
+        visited.add(key)
         try:
-            mode = os.stat(path).st_mode  # follows symlinks
-        except FileNotFoundError:
-            log.warning("skipping dangling symlink %r", str(path))
-            continue
-        if stat.S_ISDIR(mode):
-            yield from _walk(path, visited, skip)
-        elif stat.S_ISREG(mode):
-            yield path
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            self._skip(folder, f"cannot list the folder: {exc.strerror or exc}")
+            return
+        for entry in entries:
+            if entry.name.startswith(".") or any(fnmatch(entry.name, g) for g in self.skip):
+                continue
+            path = Path(entry.path)
+            try:
+                mode = os.stat(path).st_mode  # follows symlinks
+            except FileNotFoundError:
+                self._skip(path, "a symlink to nothing (dangling)")
+                continue
+            except OSError as exc:  # ELOOP: a chain of links that ends where it started
+                self._skip(path, f"cannot read it: {exc.strerror or exc}")
+                continue
+            if entry.is_symlink() and not self._inside(path):
+                continue
+            if stat.S_ISDIR(mode):
+                yield from self.files(path, visited)
+            elif stat.S_ISREG(mode):
+                yield path
+            else:
+                what = next((w for test, w in _SPECIAL if test(mode)), "not a regular file")
+                self._skip(path, f"{what}, not a file; reading it could block the run")
+
+    def _inside(self, link: Path) -> bool:
+        if self.follow_outside or link.resolve().is_relative_to(self.root):
+            return True
+        self._skip(
+            link,
+            "a symlink that leads out of the inbox; not followed (set "
+            "DOCEXTRACT_INBOX_FOLLOW_OUTSIDE=true to follow such links)",
+        )
+        return False
+
+    def _skip(self, path: Path, reason: str) -> None:
+        self.skipped.append(Skipped(path, reason))
 
 
 def hash_file(path: Path) -> tuple[str, int]:
@@ -156,6 +225,12 @@ def hash_file(path: Path) -> tuple[str, int]:
             while block := fh.read(_HASH_BLOCK):
                 digest.update(block)
                 size += len(block)
+    except FileNotFoundError as exc:
+        raise InputError(
+            ErrorCategory.IO_ERROR,
+            f"{str(path)!r} vanished after it was found (moved or deleted meanwhile); "
+            "nothing is recorded for it",
+        ) from exc
     except OSError as exc:
         raise InputError(
             ErrorCategory.IO_ERROR, f"cannot read {str(path)!r}: {exc.strerror or exc}"

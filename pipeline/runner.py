@@ -17,11 +17,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline import steps
 from pipeline.backends import VisionModel, get_model
-from pipeline.errors import ConfigError, InputError, StoreError
+from pipeline.errors import ConfigError, InfrastructureError, InputError, StoreError
 from pipeline.extraction import ExtractionResult, extract
 from pipeline.finalize import failed, finalize
 from pipeline.ingest import IngestedFile, RejectedFile, ingest_file
@@ -107,9 +108,12 @@ def process(
         if AUTO in claims.ids and plan.failure is not None:
             results[AUTO] = failed(AUTO, plan.failure)
         steps.add_render_timings(results, pages, claims)
-    except (ConfigError, StoreError) as exc:  # the run is broken, not the document
+    except (ConfigError, InfrastructureError) as exc:  # the run is broken, not the document
         claims.release(factory, str(exc))
         raise
+    except OperationalError as exc:  # the database went away mid-document: not its fault
+        claims.release(factory, "database connection lost")
+        raise StoreError(f"lost the database connection: {str(exc.orig or exc)[:200]}") from exc
     except InputError as exc:
         item = ErrorItem(exc.category, exc.message, exc.page)
         results = {name: failed(name, item) for name in claims.ids}

@@ -356,6 +356,11 @@ class Settings(BaseSettings):
         description="File-name globs skipped when a folder is recursed (sidecars such as "
         "ground truth). Files named explicitly are never skipped.",
     )
+    inbox_follow_outside: bool = Field(
+        False,
+        description="Follow symlinks in an inbox folder that lead outside it. Off: such links "
+        "are skipped with a reason, so an inbox cannot make the run read /etc/shadow.",
+    )
     model: ModelSettings = Field(default_factory=lambda: ModelSettings())
     raster: RasterSettings = Field(default_factory=lambda: RasterSettings())
     tiling: TilingSettings = Field(default_factory=lambda: TilingSettings())

@@ -12,11 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.backends import VisionModel, backend_name_for
-from pipeline.errors import InputError, StoreError
+from pipeline.errors import InputError
 from pipeline.extraction import ExtractionResult
 from pipeline.ingest import IngestedFile
 from pipeline.prompts import PROMPT_VERSION
@@ -27,7 +27,8 @@ from pipeline.routing import AUTO
 from pipeline.routing.plan import unit_identity
 from pipeline.settings import Settings
 from pipeline.store import repository as repo
-from pipeline.store.models import Document
+from pipeline.store.db import retry_on_disconnect
+from pipeline.store.models import Document, Extraction
 from pipeline.types import ErrorCategory, ErrorItem, PageImage, Status
 from schemas import schema_reference
 
@@ -94,9 +95,12 @@ class Claims:
         return max(0.0, self.deadline - time.monotonic())
 
     def renew(self, factory: sessionmaker[Session]) -> None:
-        with factory.begin() as session:
-            for extraction_id in self.ids.values():
-                repo.renew_claim(session, extraction_id, self.worker)
+        def renew() -> None:
+            with factory.begin() as session:
+                for extraction_id in self.ids.values():
+                    repo.renew_claim(session, extraction_id, self.worker)
+
+        retry_on_disconnect("renew the claims", renew, delay_s=DB_RETRY_DELAY_S)
 
     def release(self, factory: sessionmaker[Session], reason: str) -> None:
         """Give the claims back (the run stopped for a reason that is not the document's)."""
@@ -139,13 +143,20 @@ def claim(
                     registered.sha256,
                     schema_name,
                     current.status if current else Status.PENDING.value,
-                    (current.reason if current else None) or "already done (unchanged)",
+                    _skip_reason(current),
                     document.page_count if document else None,
                     0.0,
                     did_work=False,
                 )
             )
     return claims
+
+
+def _skip_reason(current: Extraction | None) -> str:
+    """Why a unit was not claimed: done already, or in the hands of another run."""
+    if current is not None and current.status == Status.RUNNING.value:
+        return f"held by another run ({current.claimed_by}); not done here"
+    return (current.reason if current else None) or "already done"
 
 
 # -- render ------------------------------------------------------------------------------------
@@ -216,15 +227,21 @@ def _record_pages(
     early: bool = False,
 ) -> None:
     """Store the page count and page sizes. `early`: as soon as rendering ends (while the model
-    still works), best effort; the write after extraction is the one that must succeed."""
-    try:
+    still works), best effort; the write after extraction is the one that must succeed (it is
+    retried, then raises StoreError)."""
+
+    def record() -> None:
         with factory.begin() as session:
             document = session.get(Document, registered.document_id)
             assert document is not None
             repo.record_pages(session, document, raster.page_count, raster.pages)
+
+    if not early:
+        retry_on_disconnect("record the pages", record, delay_s=DB_RETRY_DELAY_S)
+        return
+    try:
+        record()
     except SQLAlchemyError as exc:
-        if not early:
-            raise
         log.warning("could not record the pages of %s yet: %s", registered.path, exc)
 
 
@@ -281,24 +298,19 @@ def _save_with_retries(
 ) -> dict[str, bool]:
     """Every schema's outcome in one transaction, retried when the connection drops (the pool
     reconnects), so an hour of model work is not lost to a database blip."""
-    for attempt in range(1, attempts + 1):
-        try:
-            with factory.begin() as session:
-                return {
-                    name: repo.save_outcome(
-                        session, extraction_id, claims.worker, outcomes[name], force=force
-                    )
-                    for name, extraction_id in claims.ids.items()
-                }
-        except OperationalError as exc:
-            if attempt == attempts:
-                raise StoreError(
-                    f"could not store the results after {attempts} tries: "
-                    f"{str(exc.orig or exc).strip().splitlines()[0]}"
-                ) from exc
-            log.warning("database write failed (%s); retrying", type(exc.orig).__name__)
-            time.sleep(DB_RETRY_DELAY_S * attempt)
-    raise AssertionError("unreachable")
+
+    def save() -> dict[str, bool]:
+        with factory.begin() as session:
+            return {
+                name: repo.save_outcome(
+                    session, extraction_id, claims.worker, outcomes[name], force=force
+                )
+                for name, extraction_id in claims.ids.items()
+            }
+
+    return retry_on_disconnect(
+        "store the results", save, attempts=attempts, delay_s=DB_RETRY_DELAY_S
+    )
 
 
 def _review_summary(result: ExtractionResult) -> str | None:

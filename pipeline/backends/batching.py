@@ -13,10 +13,17 @@ When to close a batch: with the model idle, when it is full or its oldest reques
 expected to end (its recent batches' duration, less the time preparing one takes), so requests
 that arrive meanwhile ride along instead of waiting for the batch after. One batch at most is
 formed ahead of the running one.
+
+Requests whose caller gave up (its `timeout_s` passed) are taken out of the queue, and a running
+batch that no one waits for any more is told to stop at its next step (`generate_prepared`'s
+`should_stop`). `close()` stops the threads with a bounded wait; it runs at interpreter exit, so
+that no thread is inside torch when Python finalizes (a daemon thread killed there aborts the
+process: "terminate called without an active exception", exit 134).
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -86,6 +93,8 @@ class BatchingModel:
         self._batch_s: float | None = None  # how long batches take (moving average)
         self._prepare_s: float | None = None  # how long preparing one takes (moving average)
         self._threads: list[threading.Thread] = []
+        self._closing = False
+        self._atexit = False
 
     @property
     def geometry(self) -> ImageGeometry:  # the inner model's, which may change on load()
@@ -117,8 +126,49 @@ class BatchingModel:
             try:
                 outputs.append(item.future.result(timeout=left))
             except FutureTimeout:
+                self._abandon(items)
                 raise GenerationTimeout(f"no output within {timeout_s:.0f} s") from None
         return outputs
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Stop the batch threads: queued requests fail with ModelError, the running batch ends
+        at its next step, and each thread is waited for up to `timeout_s` seconds. A later
+        `generate()` starts them again."""
+        with self._cond:
+            self._closing = True
+            for item in self._pending:
+                self._settle(item, error=ModelError("the model was closed before this request ran"))
+            self._pending.clear()
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout_s)
+        with self._cond:
+            if not any(thread.is_alive() for thread in self._threads):
+                self._threads, self._closing = [], False
+            else:
+                log.warning("a model thread did not stop within %.0f s", timeout_s)
+
+    def _abandon(self, items: list[_Pending]) -> None:
+        """The caller stopped waiting: its queued requests leave the queue, and its futures are
+        cancelled, which stops a running batch made only of them (see `_run_batches`)."""
+        gone = {id(item) for item in items}
+        with self._cond:
+            self._pending = [p for p in self._pending if id(p) not in gone]
+            for item in items:
+                item.future.cancel()
+            self._cond.notify_all()
+
+    def _settle(
+        self, item: _Pending, output: VisionOutput | None = None, error: Exception | None = None
+    ) -> None:
+        """Resolve a request's future unless its caller gave up on it."""
+        with self._cond:
+            if item.future.cancelled():
+                return
+            if error is not None:
+                item.future.set_exception(error)
+            else:
+                item.future.set_result(output)  # type: ignore[arg-type]
 
     def _cost(self, request: VisionRequest) -> int:
         return (
@@ -130,6 +180,9 @@ class BatchingModel:
         with self._cond:
             if self._threads:
                 return
+            if not self._atexit:  # once, and only for a model that ever ran
+                atexit.register(self.close)
+                self._atexit = True
             for target, name in ((self._form_batches, "former"), (self._run_batches, "runner")):
                 thread = threading.Thread(
                     target=target, name=f"docextract-batch-{name}", daemon=True
@@ -142,20 +195,27 @@ class BatchingModel:
     def _form_batches(self) -> None:
         while True:
             batch = self._next_batch()
+            if batch is None:
+                return
+            if not batch:
+                continue
             prepared = self._prepare([p.request for p in batch])
             with self._cond:
                 self._ready = (batch, prepared)
                 self._cond.notify_all()
 
-    def _next_batch(self) -> list[_Pending]:
+    def _next_batch(self) -> list[_Pending] | None:
+        """The next batch to prepare; None once the model is closing."""
         with self._cond:
-            while not self._pending or self._ready is not None:
+            while not self._closing and (not self._pending or self._ready is not None):
                 self._cond.wait()
-            while len(self._pending) < self._limit:
+            while not self._closing and 0 < len(self._pending) < self._limit:
                 left = self._close_at() - time.monotonic()
                 if left <= 0:
                     break
                 self._cond.wait(left)
+            if self._closing or not self._pending:  # closing, or all abandoned meanwhile
+                return None if self._closing else []
             return self._take_group()
 
     def _close_at(self) -> float:
@@ -209,9 +269,18 @@ class BatchingModel:
     def _run_batches(self) -> None:
         while True:
             with self._cond:
-                while self._ready is None:
+                while self._ready is None and not self._closing:
                     self._cond.wait()
+                if self._closing:
+                    for item in self._ready[0] if self._ready else ():
+                        self._settle(item, error=ModelError("the model was closed"))
+                    self._ready = None
+                    return
+                assert self._ready is not None
                 (batch, prepared), self._ready = self._ready, None
+                if all(item.future.cancelled() for item in batch):
+                    self._cond.notify_all()  # no one waits for it: the former may go on
+                    continue
                 self._running_since = time.monotonic()
                 self._cond.notify_all()  # the former may form the next batch
             started = time.perf_counter()
@@ -224,7 +293,7 @@ class BatchingModel:
                 continue
             except Exception as exc:
                 for item in batch:
-                    item.future.set_exception(exc)
+                    self._settle(item, error=exc)
                 continue
             finally:
                 self.stats.last_end = time.perf_counter()
@@ -240,12 +309,18 @@ class BatchingModel:
         if isinstance(prepared, BaseException):
             raise prepared
         if prepared is not None:
-            return list(self.inner.generate_prepared(prepared))  # type: ignore[attr-defined]
+
+            def should_stop() -> bool:  # closing, or every caller of the batch gave up
+                return self._closing or all(item.future.cancelled() for item in batch)
+
+            return list(
+                self.inner.generate_prepared(prepared, should_stop=should_stop)  # type: ignore[attr-defined]
+            )
         return list(self.inner.generate([p.request for p in batch]))
 
     def _succeeded(self, batch: list[_Pending], outputs: list[VisionOutput]) -> None:
         for item, output in zip(batch, outputs, strict=True):
-            item.future.set_result(output)
+            self._settle(item, output)
         with self._cond:
             self.stats.batches += 1
             self.stats.requests += len(batch)
@@ -259,7 +334,7 @@ class BatchingModel:
         """A lone request fails for good; a bigger batch is split and queued again, and on
         out-of-memory the batch limit is halved for what follows."""
         if len(batch) == 1:
-            batch[0].future.set_exception(exc)
+            self._settle(batch[0], error=exc)
             return
         with self._cond:
             if exc.retryable:
@@ -271,7 +346,7 @@ class BatchingModel:
             else:  # split so that only the request that fails keeps failing
                 self._limit = max(1, min(self._limit, (len(batch) + 1) // 2))
             self._successes = 0
-            self._pending.extend(batch)
+            self._pending.extend(item for item in batch if not item.future.cancelled())
             self._cond.notify_all()
 
 

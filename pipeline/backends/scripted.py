@@ -25,7 +25,8 @@ class ScriptedModel:
 
     A reply is the output text, a (text, stop_reason) pair, or an exception to raise from
     `generate()` for the whole batch (to inject model faults). Requests are kept in `requests`
-    for tests to inspect, unless `keep_requests` is False (long runs: they hold images).
+    for tests to inspect, with the batch sizes in `batches`, unless `keep_requests` is False (long
+    runs: they hold images).
     """
 
     def __init__(
@@ -64,7 +65,8 @@ class ScriptedModel:
         self, requests: Sequence[VisionRequest], *, timeout_s: float | None = None
     ) -> list[VisionOutput]:
         with self._lock:
-            self.batches.append(len(requests))
+            if self._keep:
+                self.batches.append(len(requests))
             numbered = [(self.calls + i, r) for i, r in enumerate(requests)]
             self.calls += len(requests)
             if self._keep:
@@ -117,4 +119,5 @@ def create(settings: Settings) -> ScriptedModel:
     def script(request: VisionRequest, number: int) -> Reply:
         return empty_record_json(request.json_schema)
 
-    return ScriptedModel(script, model_id="scripted-empty")
+    # Keeps no requests: their page images would grow with every page of a run (3 MB a page).
+    return ScriptedModel(script, model_id="scripted-empty", keep_requests=False)

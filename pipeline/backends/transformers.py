@@ -281,13 +281,24 @@ class TransformersVisionModel:
             raise ModelError(f"the processor of {self.model_id!r} failed: {error}") from error
 
     def generate_prepared(
-        self, batch: PreparedBatch, *, timeout_s: float | None = None
+        self,
+        batch: PreparedBatch,
+        *,
+        timeout_s: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[VisionOutput]:
-        """Generate for a batch from `prepare()`. See `generate`."""
+        """Generate for a batch from `prepare()`. See `generate`. `should_stop()` is asked after
+        every step; True ends generation there (as a timeout does), so that nobody waits on
+        work no one will read, and no thread is inside torch when the process exits."""
         with self._generate_lock:
-            return self._generate(batch, timeout_s)
+            return self._generate(batch, timeout_s, should_stop)
 
-    def _generate(self, batch: PreparedBatch, timeout_s: float | None) -> list[VisionOutput]:
+    def _generate(
+        self,
+        batch: PreparedBatch,
+        timeout_s: float | None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[VisionOutput]:
         import torch
         from transformers import LogitsProcessorList, MaxTimeCriteria, StoppingCriteriaList
 
@@ -306,6 +317,8 @@ class TransformersVisionModel:
         stopping: list[Any] = [_RowBudget(batch.inputs["input_ids"].shape[1], caps)]
         if timeout_s is not None:
             stopping.append(MaxTimeCriteria(max_time=timeout_s))
+        if should_stop is not None:
+            stopping.append(_StopWhen(should_stop))
         try:
             inputs = batch.inputs.to(self.device, dtype=self.model.dtype)
             prompt_length = inputs["input_ids"].shape[1]
@@ -431,6 +444,20 @@ class _RowBudget:
     def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
         generated = input_ids.shape[1] - self.prompt_length
         return (generated >= self.caps).to(input_ids.device)
+
+
+class _StopWhen:
+    """Stopping criterion (duck-typed, as `_RowBudget`): ends every row at the next step once
+    `should_stop()` is true."""
+
+    def __init__(self, should_stop: Callable[[], bool]) -> None:
+        self.should_stop = should_stop
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        import torch
+
+        stop = self.should_stop()
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
 
 class _LogprobRecorder:

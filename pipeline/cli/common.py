@@ -2,7 +2,9 @@
 the one conversion from command-line options to settings (with the one name check).
 
 Exit codes: 0 the run worked (documents that failed are data, listed in the summary);
-2 a configuration error; 3 the database is unreachable or out of date; 1 anything else.
+2 a configuration error; 3 the database is unreachable, out of date or lost mid-run; 4 another
+fault of the machine (the page cache cannot be written); 1 anything else. After 3 or 4 the run
+has given its claims back: the next `docextract run` does the work.
 Prefect is imported only by the commands that run flows.
 """
 
@@ -20,7 +22,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from pipeline.backends import create_model
-from pipeline.errors import ConfigError, StoreError
+from pipeline.errors import ConfigError, InfrastructureError, StoreError
 from pipeline.render.passwords import load_passwords
 from pipeline.routing import AUTO
 from pipeline.settings import Settings
@@ -76,6 +78,9 @@ def exits_cleanly(command: F) -> F:
         except StoreError as exc:
             err_console.print(f"[bold red]database error:[/] {exc}")
             raise typer.Exit(3) from None
+        except InfrastructureError as exc:
+            err_console.print(f"[bold red]machine fault:[/] {exc}")
+            raise typer.Exit(4) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -16,11 +17,13 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline import progress
+from pipeline.pathtext import to_text
 from pipeline.review.report import status_hint
 from pipeline.runner import Outcome
 from pipeline.store.models import Document, Extraction
 from pipeline.store.queries import RunMetrics, to_utc_assumed
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 STATUS_STYLE = {
     "succeeded": "green",
     "needs_review": "yellow",
@@ -70,6 +73,8 @@ def fit_reason(table: Table, console: Console) -> Table:
 
 
 def _cell_len(cell: object) -> int:
+    if isinstance(cell, Text):  # shown as it is (names, reasons: see `_plain`)
+        return cell.cell_len
     if not isinstance(cell, str):
         return 1
     try:
@@ -88,7 +93,7 @@ def progress_bar(console: Console, enabled: bool = True) -> Iterator[None]:
         TextColumn("[bold]extracting"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[last]}"),
+        TextColumn("{task.fields[last]}", markup=False),  # holds file names
         TimeElapsedColumn(),
         console=console,
         transient=False,
@@ -101,7 +106,7 @@ def progress_bar(console: Console, enabled: bool = True) -> Iterator[None]:
             bar.update(task, total=event.total, last="")
         elif event.kind == "document_done" and event.path not in done:
             done.add(event.path)
-            bar.update(task, advance=1, last=f"{event.path.rsplit('/', 1)[-1]}: {event.status}")
+            bar.update(task, advance=1, last=f"{_name(event.path).plain}: {event.status}")
 
     progress.add_listener(listen)
     try:
@@ -120,21 +125,36 @@ def print_outcomes(
     table = Table(title=f"docextract {title}")
     add_columns(table, ("document", "pages", "schema", "status", "reason", "seconds"))
     for o in outcomes:
+        # A row without a sha256 has no stored unit (a path skipped or unreadable): not "unchanged".
+        fresh = o.did_work or not o.sha256
         table.add_row(
-            o.path.rsplit("/", 1)[-1],
+            _name(o.path),
             str(o.pages or "-"),
             o.schema,
             f"[{STATUS_STYLE.get(o.status, '')}]{o.status}[/]",
-            o.reason or "",
-            f"{o.seconds:.1f}" if o.did_work else "unchanged",
+            _plain(o.reason or ""),
+            f"{o.seconds:.1f}" if fresh else "unchanged",
         )
     console.print(fit_reason(table, console))
     counts = Counter(o.status for o in outcomes)
     worked = sum(1 for o in outcomes if o.did_work)
+    done_before = sum(1 for o in outcomes if not o.did_work and o.sha256)
     console.print(
         ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-        + f"; {worked} extracted now, {len(outcomes) - worked} already done"
+        + f"; {worked} extracted now, {done_before} already done"
     )
+
+
+def _name(path: str) -> Text:
+    """The file name of `path` for the terminal (see `_plain`; bytes that are not UTF-8 as in
+    `pipeline.pathtext`)."""
+    return _plain(to_text(path.rsplit("/", 1)[-1]))
+
+
+def _plain(text: str) -> Text:
+    """`text` shown as it is: Rich markup in it (`[link=...]`) is not interpreted, and control
+    characters (an ANSI escape in a file name) are written as `\\xHH`, never sent raw."""
+    return Text(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text))
 
 
 def print_status(
@@ -170,12 +190,12 @@ def print_status(
     add_columns(table, ("document", "sha256", "schema", "model", "status", "reason", "updated"))
     for row in rows:
         table.add_row(
-            row["document"],
+            _plain(row["document"]),
             row["sha256"][:12],
             row["schema"],
             row["model_id"],
             f"[{STATUS_STYLE.get(row['status'], '')}]{row['status']}[/]",
-            row["reason"] or "",
+            _plain(row["reason"] or ""),
             local_time(row["updated_at"]),
         )
     console.print(fit_reason(table, console))

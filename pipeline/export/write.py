@@ -6,7 +6,8 @@ status, tokens...). The record follows:
 - csv: the record flattened into `record.<dotted.path>` columns; every list of the record
   (line items, tax lines, table rows) goes to its own file `<stem>.<path>.csv`, one row per
   item, linked by `extraction_id` and numbered from 1 in `item`. Containers inside an item are
-  JSON text; an empty cell is a null;
+  JSON text; an empty cell is a null; a text cell that starts with = + - @ (or a tab or CR)
+  and is not a number gets a leading ' so that a spreadsheet shows it instead of running it;
 - parquet (pyarrow, `pip install 'docextract[export]'`): `record` as a typed struct column.
 CSV and Parquet columns come from the schema (`pipeline.export.columns`), not from the data, so
 every export of a schema has the same columns; they need the selection to hold one schema.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,9 @@ from pipeline.store.queries import Selection, last_seen_paths, select_extraction
 from schemas import get_schema
 
 FORMATS = ("jsonl", "csv", "parquet", "truth")
+# What spreadsheet tools read as the start of a formula (OWASP "CSV injection").
+_FORMULA_START = frozenset("=+-@\t\r")
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _S, _I, _F = Shape("string"), Shape("integer"), Shape("number")
 # The provenance columns every row starts with, with their types.
 PROVENANCE = Shape(
@@ -205,14 +210,19 @@ def _write_csv_file(path: Path, columns: list[str], rows: Sequence[dict[str, Any
 
 
 def csv_cell(value: Any) -> str:
-    """How one value is written to CSV: empty for null, JSON text for lists, true/false."""
+    """How one value is written to CSV: empty for null, JSON text for lists, true/false, and
+    text that a spreadsheet would run as a formula (a file named `=HYPERLINK(...)`, a field
+    the model copied) prefixed with `'`. Numbers such as -12.50 stay as they are."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list | dict):
         return json.dumps(value, ensure_ascii=False)
-    return str(value)
+    text = str(value)
+    if text[:1] in _FORMULA_START and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
 
 
 def write_parquet(rows: Sequence[dict[str, Any]], out: Path, shape: Shape) -> list[Path]:

@@ -80,6 +80,14 @@ class ExtractionResult:
 
 
 def summarize_errors(errors: Sequence[ErrorItem], limit: int = 3) -> str:
-    parts = [f"page {e.page}: {e.message}" if e.page else e.message for e in errors[:limit]]
+    parts = [_with_page(e) for e in errors[:limit]]
     more = f" (and {len(errors) - limit} more)" if len(errors) > limit else ""
     return "; ".join(parts) + more
+
+
+def _with_page(error: ErrorItem) -> str:
+    """The message with its page number in front, once (render errors carry it already)."""
+    prefix = f"page {error.page}: "
+    if not error.page or error.message.startswith(prefix):
+        return error.message
+    return prefix + error.message

@@ -27,6 +27,10 @@ from pipeline.errors import ConfigError
 from pipeline.types import ErrorCategory
 
 Deadline = Callable[[], float]
+# All the environment a render worker (and the pdftoppm it starts) gets: it parses untrusted
+# files, so it must not hold the database URL, API keys or passwords of the batch process.
+# PYTHONPATH carries where the pipeline's code is, when it is not installed.
+WORKER_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH", "LD_LIBRARY_PATH")
 
 
 class WorkerTimedOut(Exception):
@@ -44,6 +48,11 @@ class WorkerCrashed(Exception):
 def worker_argv() -> list[str]:
     """The command that starts a render worker."""
     return [sys.executable, "-m", "pipeline.render.worker"]
+
+
+def worker_env() -> dict[str, str]:
+    """The render worker's environment: the `WORKER_ENV` variables that are set, nothing else."""
+    return {name: os.environ[name] for name in WORKER_ENV if name in os.environ}
 
 
 class Workers:
@@ -103,6 +112,7 @@ class WorkerRun:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=self._stderr,
+                env=worker_env(),
                 start_new_session=True,
             )
         except OSError as exc:

@@ -7,10 +7,12 @@ renderer or Pillow at module level, so the child starts fast and the parent stay
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +20,8 @@ Emit = Callable[..., None]
 T = TypeVar("T")
 CORRUPT, TOO_LARGE, PASSWORD = "corrupt", "too_large", "password_required"
 ZERO_PAGES, UNSUPPORTED, CONFIG = "zero_pages", "unsupported_type", "config_error"
+CACHE = "cache_error"  # the page cache cannot be written: the machine's fault, not the file's
+_CACHE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 # zlib level 6: text pages come out 3x smaller than at level 1 for ~20 ms more per page.
 _PNG_COMPRESS_LEVEL = 6
 
@@ -115,10 +119,28 @@ def save_png(image: Any, target: Path) -> None:
         image = image.convert("L")  # exact: Pillow's weights sum to 1 in fixed point
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        image.save(tmp, format="PNG", compress_level=_PNG_COMPRESS_LEVEL)
-        os.replace(tmp, target)
+        with cache_writes(target.parent):
+            image.save(tmp, format="PNG", compress_level=_PNG_COMPRESS_LEVEL)
+            os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def cache_writes(folder: Path | str) -> Iterator[None]:
+    """Turn a write into the page cache that fails for lack of space or permission (ENOSPC,
+    EDQUOT, EROFS, EACCES, EPERM) into a `DocumentError(CACHE)`: the parent stops the run for it
+    instead of recording the document as broken. Other errors pass unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _CACHE_ERRNOS:
+            raise
+        raise DocumentError(
+            CACHE,
+            f"cannot write the page cache at {str(folder)!r}: {exc.strerror}; free space or "
+            "point DOCEXTRACT_CACHE_DIR at a writable disk, then run again",
+        ) from exc
 
 
 def _is_grey(image: Any) -> bool:

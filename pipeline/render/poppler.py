@@ -23,6 +23,7 @@ from pipeline.render.common import (
     DocumentError,
     Emit,
     PageError,
+    cache_writes,
     each_page,
     open_pdf,
     save_png,
@@ -97,7 +98,8 @@ def render(req: dict[str, Any], step: dict[str, Any], emit: Emit) -> None:
     numbers = [number for number, _ in step["pages"]]
     threads = min(req["threads"], len(numbers))
     # The pid in temp names lets the parent remove them if it has to kill this process.
-    tmp = tempfile.mkdtemp(prefix=f".chunk-{os.getpid()}-", dir=req["work_dir"])
+    with cache_writes(req["work_dir"]):
+        tmp = tempfile.mkdtemp(prefix=f".chunk-{os.getpid()}-", dir=req["work_dir"])
     try:
         started = time.monotonic()
         try:

@@ -31,10 +31,11 @@ from typing import Any
 
 from PIL import Image
 
-from pipeline.errors import ConfigError, InputError
+from pipeline.errors import ConfigError, InfrastructureError, InputError
 from pipeline.ingest import IMAGE_TYPES, PDF, IngestedFile
 from pipeline.render.client import WorkerCrashed, Workers, WorkerTimedOut
-from pipeline.render.common import pixels_at
+from pipeline.render.common import CACHE, DocumentError, cache_writes, pixels_at
+from pipeline.render.source import VerifiedSource
 from pipeline.settings import RasterSettings
 from pipeline.types import ErrorCategory, ErrorItem, PageImage
 
@@ -113,13 +114,19 @@ def rasterize(
     """
     kind = _kind(file)
     doc_dir = document_cache_dir(cache_dir, file.sha256)
-    doc_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with cache_writes(cache_dir):
+            doc_dir.mkdir(parents=True, exist_ok=True)
+    except DocumentError as exc:
+        raise InfrastructureError(exc.message) from exc
     deadline = time.monotonic() + settings.document_timeout_s
-    with Workers(doc_dir) as workers:
+    # The worker reads a private copy whose hash was checked, never the path: a file replaced
+    # after it was hashed must not put other bytes' pages in the cache (see render/source.py).
+    with Workers(doc_dir) as workers, VerifiedSource(file.path, file.sha256, doc_dir) as source:
         # Pages opened with a password are never described from the cache without one.
         info = _cached_info(doc_dir, settings) if password is None else None
         if info is None:
-            info = _fetch_info(file, kind, settings, password, deadline, workers)
+            info = _fetch_info(file, source, kind, settings, password, deadline, workers)
             if password is None:
                 _write_json(doc_dir / _INFO_FILE, info)
         _check_page_count(file, info, settings)
@@ -127,7 +134,9 @@ def rasterize(
         for page in pages if on_page else ():
             on_page(page, info["page_count"])  # type: ignore[misc]
         password = password if info["use_password"] else None
-        render = _DocumentRender(file, kind, settings, password, cache_dir, info, deadline, on_page)
+        render = _DocumentRender(
+            file, source, kind, settings, password, cache_dir, info, deadline, on_page
+        )
         render.run(steps, workers)
     pages += render.pages
     errors += render.errors
@@ -172,6 +181,7 @@ def _cached_info(doc_dir: Path, settings: RasterSettings) -> dict[str, Any] | No
 
 def _fetch_info(
     file: IngestedFile,
+    source: VerifiedSource,
     kind: str,
     settings: RasterSettings,
     password: str | None,
@@ -180,7 +190,7 @@ def _fetch_info(
 ) -> dict[str, Any]:
     """The document's page list from the worker: its "info" event, or the error it reports."""
     request = _request(
-        file,
+        source,
         kind,
         settings,
         password,
@@ -218,6 +228,8 @@ def _fetch_info(
 def _document_error(file: IngestedFile, event: dict[str, Any]) -> Exception:
     if event["category"] == "config_error":
         return ConfigError(event["message"])
+    if event["category"] == CACHE:
+        return InfrastructureError(event["message"])
     return InputError(ErrorCategory(event["category"]), f"{file.path.name!r}: {event['message']}")
 
 
@@ -316,7 +328,7 @@ def _size_matches(size: tuple[int, int], expected: tuple[int, int]) -> bool:
 
 
 def _request(
-    file: IngestedFile,
+    source: VerifiedSource,
     kind: str,
     settings: RasterSettings,
     password: str | None,
@@ -325,7 +337,7 @@ def _request(
 ) -> dict[str, Any]:
     return {
         "kind": kind,
-        "path": str(file.path),
+        "path": source.path(),
         "password": password,
         "memory_mb": settings.render_memory_mb,
         "max_page_pixels": settings.max_page_pixels,
@@ -348,6 +360,7 @@ class _DocumentRender:
     def __init__(
         self,
         file: IngestedFile,
+        source: VerifiedSource,
         kind: str,
         settings: RasterSettings,
         password: str | None,
@@ -356,7 +369,8 @@ class _DocumentRender:
         deadline: float,
         on_page: Callable[[PageImage, int], None] | None = None,
     ) -> None:
-        self.file, self.kind, self.settings, self.password = file, kind, settings, password
+        self.file, self.source, self.kind = file, source, kind
+        self.settings, self.password = settings, password
         self.cache_dir, self.info, self.deadline = cache_dir, info, deadline
         self.on_page = on_page
         self.pages: list[PageImage] = []
@@ -379,7 +393,7 @@ class _DocumentRender:
     def _run_request(self, steps: list[_Step], workers: Workers) -> list[_Step]:
         """Run `steps` in one request; return the steps still to run."""
         request = _request(
-            self.file,
+            self.source,
             self.kind,
             self.settings,
             self.password,
@@ -482,5 +496,10 @@ def _nothing_rendered(file: IngestedFile, errors: list[ErrorItem]) -> InputError
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)  # readers never see half a file
+    try:
+        with cache_writes(path.parent):
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, path)  # readers never see half a file
+    except DocumentError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InfrastructureError(exc.message) from exc

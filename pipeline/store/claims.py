@@ -19,7 +19,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from pipeline.store.models import Extraction, ExtractionEvent, utcnow
+from pipeline.store.models import Extraction, ExtractionEvent, Run, utcnow
 from pipeline.types import Status
 
 
@@ -149,6 +149,8 @@ def claim(
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return None
+    if dead is not None:
+        _close_interrupted_runs(session, dead, worker)
     extraction = session.scalars(select(Extraction).where(unit.where())).one()
     session.refresh(extraction)
     session.add(
@@ -161,6 +163,16 @@ def claim(
         )
     )
     return extraction
+
+
+def _close_interrupted_runs(session: Session, dead: str, worker: str) -> None:
+    """The runs a killed process started (never finished) end now, marked interrupted."""
+    session.execute(
+        update(Run)
+        .where(Run.started_by == dead, Run.finished_at.is_(None))
+        .values(finished_at=utcnow(), counts={"interrupted": True, "taken_over_by": worker})
+        .execution_options(synchronize_session=False)
+    )
 
 
 def owned(extraction_id: int, worker: str) -> tuple[Any, ...]:

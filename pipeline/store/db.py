@@ -8,21 +8,28 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import URL, Engine, create_engine, event, inspect
+from sqlalchemy import URL, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# pg_advisory_lock key held while the schema is created or upgraded ("docx" in ASCII).
+SCHEMA_LOCK_KEY = 0x646F6378
 
 
 def safe_url(url: str) -> str:
@@ -69,12 +76,13 @@ def parse_url(url: str) -> URL:
 
 def make_engine(url: str) -> Engine:
     """An Engine for `url`; SQLite gets WAL, a busy timeout and foreign keys. Raises
-    ConfigError for an unsupported URL or a database driver that is not installed."""
+    ConfigError for an unsupported URL or a database driver that is not installed, StoreError
+    when the folder of a SQLite file cannot be made."""
     parsed = parse_url(url)
     try:
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                _make_folder(Path(parsed.database).expanduser().parent, url)
             engine = create_engine(parsed, connect_args={"timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
             event.listen(engine, "begin", _sqlite_begin_immediate)
@@ -84,6 +92,17 @@ def make_engine(url: str) -> Engine:
         raise ConfigError(
             f"Database URL {safe_url(url)!r}: its driver is not installed ({exc}); use "
             "postgresql:// (psycopg 3, installed) or sqlite:///."
+        ) from None
+
+
+def _make_folder(folder: Path, url: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a read-only file system, no permission
+        raise StoreError(
+            f"Cannot create the folder of the SQLite database {safe_url(url)!r}: "
+            f"{exc.strerror or exc}. Create it, or point --db / DOCEXTRACT_DB_URL at "
+            "a writable place."
         ) from None
 
 
@@ -121,10 +140,30 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+@contextmanager
+def schema_lock(engine: Engine) -> Iterator[None]:
+    """Hold the schema lock: on PostgreSQL a session advisory lock, so that two runs starting
+    on an empty database do not both create `alembic_version` (the second waits, then finds
+    the schema made). SQLite needs none: a migration runs in one `BEGIN IMMEDIATE`."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK_KEY})
+            connection.commit()
+
+
 def upgrade(engine: Engine) -> tuple[str | None, str]:
-    """Create or upgrade the schema to the newest revision. Returns (before, after)."""
-    before = current_revision(engine)
-    command.upgrade(alembic_config(engine), "head")
+    """Create or upgrade the schema to the newest revision, under `schema_lock`. Returns
+    (before, after)."""
+    with schema_lock(engine):
+        before = current_revision(engine)
+        command.upgrade(alembic_config(engine), "head")
     return before, head_revision(engine)
 
 
@@ -182,6 +221,25 @@ def _require_sqlite_file(url: str) -> None:
             f"The SQLite database {str(path)!r} does not exist (nothing was created). Check "
             "--db or DOCEXTRACT_DB_URL; `docextract run` creates a new one."
         )
+
+
+def retry_on_disconnect(
+    what: str, action: Callable[[], T], *, attempts: int = 3, delay_s: float = 1.0
+) -> T:
+    """`action()` (one transaction), run again when the connection drops (the pool reconnects),
+    waiting `delay_s` x attempt in between. Raises StoreError ("could not {what} after N
+    tries: ...") when every attempt failed: the run stops and gives its claims back."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except OperationalError as exc:
+            if attempt == attempts:
+                raise StoreError(
+                    f"could not {what} after {attempts} tries: {_first_line(exc)}"
+                ) from exc
+            log.warning("database error while trying to %s (%s); retrying", what, _first_line(exc))
+            time.sleep(delay_s * attempt)
+    raise AssertionError("unreachable")
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -16,6 +16,7 @@ from sqlalchemy import Select, distinct, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from pipeline.errors import ConfigError
+from pipeline.pathtext import from_text
 from pipeline.settings import MODEL_ALIASES
 from pipeline.store.models import Document, DocumentPath, Extraction, ExtractionEvent, Run
 from pipeline.types import ErrorCategory, Status
@@ -135,9 +136,10 @@ def _document_ids(references: Sequence[str]) -> Select[Any]:
 
 
 def last_seen_paths(document: Document) -> list[str]:
-    """The paths `document` was seen under, most recently seen first."""
+    """The paths `document` was seen under, most recently seen first, as file-system paths
+    (stored names that were not UTF-8 are unescaped: see `pipeline.pathtext`)."""
     ordered = sorted(document.paths, key=lambda p: (p.last_seen_at, p.id), reverse=True)
-    return [p.path for p in ordered]
+    return [from_text(p.path) for p in ordered]
 
 
 @dataclass(frozen=True)

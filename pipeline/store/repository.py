@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from pipeline.pathtext import to_text
 from pipeline.store.claims import (
     UnitOfWork,
     claim,
@@ -60,14 +61,15 @@ def register_document(
     document.last_seen_at = now
     if media_type and not document.media_type:
         document.media_type = media_type
-    resolved = str(path.resolve())
+    # As text any database takes: a name that is not UTF-8 is stored escaped (pathtext).
+    resolved = to_text(str(path.resolve()))
     insert_ignoring_conflicts(
         session,
         DocumentPath,
         {
             "document_id": document.id,
             "path": resolved,
-            "name": path.name,
+            "name": to_text(path.name)[:255],
             "first_seen_at": now,
             "last_seen_at": now,
         },
