@@ -7,7 +7,8 @@ status, tokens...). The record follows:
   (line items, tax lines, table rows) goes to its own file `<stem>.<path>.csv`, one row per
   item, linked by `extraction_id` and numbered from 1 in `item`. Containers inside an item are
   JSON text; an empty cell is a null;
-- parquet (pyarrow, `pip install 'docextract[export]'`): `record` as a typed struct column.
+- parquet (pyarrow, `pip install 'docextract[export]'`): `record` as a typed struct column
+  (amounts decimal128, dates date32).
 CSV and Parquet columns come from the schema (`pipeline.export.columns`), not from the data, so
 every export of a schema has the same columns; they need the selection to hold one schema.
 """
@@ -33,7 +34,7 @@ from pipeline.export.columns import (
     item_row,
     leaf_columns,
     lookup,
-    record_shape,
+    schema_shape,
 )
 from pipeline.store.models import Extraction
 from pipeline.store.queries import Selection, last_seen_paths, select_extractions, to_utc_assumed
@@ -151,7 +152,7 @@ def _record_shape(rows: Sequence[dict[str, Any]], schema: str | None, fmt: str) 
         )
     if not names:
         return Shape("object")
-    return record_shape(get_schema(names[0]).model_json_schema(mode="serialization"))
+    return schema_shape(get_schema(names[0]))
 
 
 def write_jsonl(rows: Sequence[dict[str, Any]], out: Path) -> list[Path]:
