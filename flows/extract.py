@@ -10,14 +10,15 @@ from __future__ import annotations
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from prefect import flow, task
 from prefect.runtime import deployment, flow_run
+from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy.exc import OperationalError
 
-from flows.report import outcome_report, publish
+from flows.report import outcome_message, outcome_report, publish
 from pipeline import progress
 from pipeline.backends import get_model
 from pipeline.errors import ConfigError, InfrastructureError, InputError, StoreError
@@ -101,11 +102,13 @@ def extract_flow(
     overrides: dict[str, Any] | None = None,
     kind: str = "run",
     redo: list[str] | None = None,
-) -> list[dict[str, Any]]:
+) -> State[list[dict[str, Any]]]:
     """Extract every document under `paths` (files and folders, recursively).
 
-    Returns one summary row per (document, schema). Raises ConfigError/StoreError for a broken
-    run (bad settings, database unreachable) before any document is touched.
+    Ends Completed, its message the counts (`outcome_message`), with one summary row per
+    (document, schema) as its result: what calling the flow returns. Raises
+    ConfigError/StoreError for a broken run (bad settings, database unreachable) before any
+    document is touched.
     """
     overrides = dict(overrides or {})
     settings = build_settings(overrides)
@@ -152,7 +155,7 @@ def extract_flow(
             },
         )
     publish(f"{kind}-summary", *outcome_report(f"docextract {kind}", rows))
-    return rows
+    return Completed(message=outcome_message(rows), data=rows)
 
 
 def _skipped_row(item: Skipped) -> dict[str, Any]:
@@ -205,5 +208,6 @@ def run_extraction(
 ) -> list[Outcome]:
     """Run the flow in this process with the configured document concurrency."""
     configured = extract_flow.with_options(task_runner=runner_for(settings))  # type: ignore[arg-type]
+    # A flow that returns a state hands its caller the state's result: the rows.
     rows = configured(paths=paths, overrides=overrides, kind=kind, redo=redo or [])
-    return [Outcome(**row) for row in rows]
+    return [Outcome(**row) for row in cast(list[dict[str, Any]], rows)]

@@ -1,7 +1,7 @@
-"""What a flow run leaves in Prefect: its summary in the run log, and the same as a markdown
-artifact that the UI shows on the run page (Artifacts tab), for runs started from the CLI, a
-schedule or the UI alike. The texts are plain functions of the flow's result rows; only
-`publish` touches Prefect.
+"""What a flow run leaves in Prefect: its summary in the run log, the same as a markdown
+artifact that the UI shows on the run page (Artifacts tab), and its counts as the message of its
+final state (the runs list shows it), for runs started from the CLI, a schedule or the UI alike.
+The texts are plain functions of the flow's result rows; only `publish` touches Prefect.
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ def outcome_report(title: str, rows: list[dict[str, Any]]) -> tuple[list[str], s
     """Log lines and markdown for a run's outcome rows (`Outcome.to_json()`): counts per
     status, work done, and every failed or partial (document, schema) with its reason."""
     counts = Counter(row["status"] for row in rows)
-    documents = len({row["path"] for row in rows})
     worked = sum(1 for row in rows if row["did_work"])
     problems = [row for row in rows if row["status"] in PROBLEMS]
     line = (
-        f"{title}: {documents} document(s); {_counts_text(counts)}; {worked} extracted now, "
-        f"{len(rows) - worked} unchanged"
+        f"{title}: {_documents(rows)} document(s); {_counts_text(counts)}; {worked} extracted "
+        f"now, {len(rows) - worked} unchanged"
     )
     lines = [line] + [
         f"{row['status']}: {_name(row)} ({row['schema']}): {_reason(row['reason'])}"
@@ -46,11 +45,23 @@ def outcome_report(title: str, rows: list[dict[str, Any]]) -> tuple[list[str], s
     return lines, "\n".join(markdown)
 
 
+def outcome_message(rows: list[dict[str, Any]]) -> str:
+    """A run's final state message from its outcome rows: documents, then (document, schema)
+    outcomes per status, e.g. `12 document(s): 10 succeeded, 1 needs_review, 1 failed`."""
+    counts = Counter(row["status"] for row in rows)
+    return f"{_documents(rows)} document(s): {_counts_text(counts)}"
+
+
+def plan_message(plan: dict[str, Any]) -> str:
+    """What a rerun plan (`RerunPlan.to_json()`) would do, in one line (a dry run's message)."""
+    return f"{len(plan['units'])} extraction(s) would be redone, {len(plan['skipped'])} skipped"
+
+
 def plan_report(title: str, plan: dict[str, Any]) -> tuple[list[str], str]:
     """Log lines and markdown for a rerun plan (`RerunPlan.to_json()`): what a dry run would
     redo, and what it cannot redo with why."""
     units, skipped = plan["units"], plan["skipped"]
-    line = f"{title}: {len(units)} extraction(s) would be redone, {len(skipped)} skipped"
+    line = f"{title}: {plan_message(plan)}"
     lines = [line] + [
         f"skipped: {u['name']} ({u['schema_name']}): {_reason(u['skip_reason'])}" for u in skipped
     ]
@@ -84,6 +95,10 @@ def publish(key: str, lines: list[str], markdown: str) -> None:
         logger.info(line)
     key = re.sub(r"[^a-z0-9-]+", "-", key.lower()).strip("-")
     create_markdown_artifact(markdown=markdown, key=key, description=lines[0])
+
+
+def _documents(rows: list[dict[str, Any]]) -> int:
+    return len({row["path"] for row in rows})
 
 
 def _counts_text(counts: Counter[str]) -> str:

@@ -9,14 +9,15 @@ plain functions in `pipeline.reruns`; this module only orchestrates them.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 from prefect import flow, task
 from prefect.runtime import deployment, flow_run
+from prefect.states import Completed, State
 from sqlalchemy.orm import Session, sessionmaker
 
 from flows.extract import INFRASTRUCTURE_RETRIES, build_settings, runner_for
-from flows.report import outcome_report, plan_report, publish
+from flows.report import outcome_message, outcome_report, plan_message, plan_report, publish
 from pipeline import progress
 from pipeline.errors import ConfigError, StoreError
 from pipeline.reruns import (
@@ -87,14 +88,16 @@ def rerun_flow(
     overrides: dict[str, Any] | None = None,
     dry_run: bool = False,
     force: bool = False,
-) -> dict[str, Any]:
+) -> State[dict[str, Any]]:
     """Rerun the extractions matching the filters (statuses default to failed). A record a
     reviewer approved, corrected or rejected keeps its decision (the attempt goes into the
     history) unless `force`.
 
-    Returns {"plan": the listing, "outcomes": one row per redone (document, schema)}; with
-    `dry_run`, only the plan. Raises ConfigError/StoreError for a broken configuration or
-    database before any document is touched.
+    Ends Completed, its message the counts (`outcome_message`, plus what the plan skipped; a dry
+    run: `plan_message`), with {"plan": the listing, "outcomes": one row per redone (document,
+    schema)} as its result (what calling the flow returns); with `dry_run`, only the plan.
+    Raises ConfigError/StoreError for a broken configuration or database before any document
+    is touched.
     """
     overrides = rerun_overrides(overrides, model)
     settings = build_settings(overrides)
@@ -105,8 +108,10 @@ def rerun_flow(
     with factory() as session:
         plan = plan_rerun(session, selection, settings)
     if dry_run:
-        publish("rerun-dry-run", *plan_report("docextract rerun (dry run)", plan.to_json()))
-        return {"plan": plan.to_json(), "outcomes": []}
+        listing = plan.to_json()
+        publish("rerun-dry-run", *plan_report("docextract rerun (dry run)", listing))
+        message = f"dry run: {plan_message(listing)}"
+        return Completed(message=message, data={"plan": listing, "outcomes": []})
     run_id = _start(factory, selection, overrides, plan)
     progress.emit(progress.ProgressEvent("discovered", total=len(plan.by_document())))
     groups = plan.by_document()
@@ -120,7 +125,8 @@ def rerun_flow(
     with factory.begin() as session:
         repo.finish_run(session, run_id, _counts(plan, rows))
     publish("rerun-summary", *outcome_report("docextract rerun", rows))
-    return {"plan": plan.to_json(), "outcomes": rows}
+    message = outcome_message(rows) + (f"; {len(plan.skipped)} skipped" if plan.skipped else "")
+    return Completed(message=message, data={"plan": plan.to_json(), "outcomes": rows})
 
 
 def _start(
@@ -168,4 +174,5 @@ def _rows_or_failure(units: list[RerunUnit], future: Any) -> list[dict[str, Any]
 def run_rerun(parameters: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """Run the rerun flow in this process with `settings.workers` documents in flight."""
     configured = rerun_flow.with_options(task_runner=runner_for(settings))  # type: ignore[arg-type]
-    return configured(**parameters)
+    # A flow that returns a state hands its caller the state's result.
+    return cast(dict[str, Any], configured(**parameters))

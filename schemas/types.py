@@ -8,6 +8,7 @@ lengths and formats so that even a random-weight model cannot run away. The Pyth
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
@@ -123,6 +124,14 @@ def _decimal_to_str(value: Decimal | None) -> str | None:
     return None if value is None else format(value, "f")
 
 
+@dataclass(frozen=True)
+class Places:
+    """Marks a Decimal type with the most decimal places its grammar pattern lets a value have:
+    the scale of its decimal column in exports (Pydantic ignores it; validation is unchanged)."""
+
+    count: int
+
+
 def _json_string(pattern: str, max_length: int, description: str) -> WithJsonSchema:
     return WithJsonSchema(
         {"type": "string", "pattern": pattern, "maxLength": max_length, "description": description}
@@ -134,18 +143,21 @@ Money = Annotated[
     BeforeValidator(parse_amount),
     PlainSerializer(_decimal_to_str, return_type=str),
     _json_string(AMOUNT_PATTERN, 22, "amount as printed, without currency symbol"),
+    Places(2),
 ]
 Quantity = Annotated[
     Decimal,
     BeforeValidator(parse_amount),
     PlainSerializer(_decimal_to_str, return_type=str),
     _json_string(QUANTITY_PATTERN, 16, "quantity as printed"),
+    Places(3),
 ]
 Percent = Annotated[
     Decimal,
     BeforeValidator(parse_percent),
     PlainSerializer(_decimal_to_str, return_type=str),
     _json_string(PERCENT_PATTERN, 6, "percentage without the % sign"),
+    Places(2),
 ]
 IsoDate = Annotated[
     date,
@@ -195,6 +207,7 @@ Number = Annotated[
     BeforeValidator(parse_amount),
     PlainSerializer(_decimal_to_str, return_type=str),
     _json_string(NUMBER_PATTERN, 24, "number as printed, without unit"),
+    Places(4),
 ]
 
 

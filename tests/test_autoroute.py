@@ -9,7 +9,7 @@ from pathlib import Path
 from PIL import Image
 from sqlalchemy import select
 
-from pipeline.backends.scripted import ScriptedModel, empty_record_json
+from pipeline.backends.scripted import ScriptedModel, create, empty_record_json
 from pipeline.errors import ModelError
 from pipeline.routing import ROUTE_KEY
 from pipeline.runner import process, register
@@ -64,6 +64,18 @@ def test_auto_routes_once_and_extracts_the_chosen_schema(
     again = run(tmp_path, settings, model)  # the stored decision is reused: no new request
     assert [(r["schema"], r["did_work"]) for r in again] == [("form", False)]
     assert sum(1 for r in model.requests if is_routing(r)) == routing_requests
+
+
+def test_the_scripted_dry_run_backend_routes_to_the_first_candidate(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """`docextract run INBOX --backend scripted` (no --schema: auto) routes and extracts."""
+    settings.schemas = ["auto"]
+    first = settings.routing.candidates[0]
+    rows = run(tmp_path, settings, create(settings))
+    assert [(r["schema"], r["status"]) for r in rows] == [(first, "needs_review")]  # empty record
+    (stored,) = extractions(settings)
+    assert stored.provenance["route"]["schema"] == first
 
 
 def test_auto_next_to_a_named_schema_gives_both(tmp_path: Path, settings: Settings) -> None:

@@ -5,23 +5,36 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _seed import seed
+from pydantic import BaseModel, condecimal
 from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.errors import ConfigError
-from pipeline.export.write import PROVENANCE_COLUMNS, child_csv_path, csv_cell, export, export_rows
+from pipeline.export.columns import schema_shape
+from pipeline.export.write import (
+    PROVENANCE_COLUMNS,
+    child_csv_path,
+    csv_cell,
+    export,
+    export_rows,
+    write_parquet,
+)
 from pipeline.store.db import open_database, session_factory
 from pipeline.store.queries import Selection
+from schemas.custom import schema_from_json_file
 from schemas.invoice import Invoice
 
 RECORDS = {
     "a.png": {
         "invoice_number": "INV-1",
+        "issue_date": "2025-03-14",
         "total": "119.00",
         "seller": {"name": "ACME, Inc.", "address": 'Main St. 1 "rear"'},
         "line_items": [
@@ -110,14 +123,72 @@ def test_parquet_round_trip(stored: tuple[Any, list[dict[str, Any]]], tmp_path: 
     with factory() as session:
         export(session, Selection(statuses=("succeeded",)), "parquet", out)
     table = pq.read_table(out)
-    assert str(table.schema.field("record").type.field("total").type) == "string"
+    record_type = table.schema.field("record").type
+    assert str(record_type.field("total").type) == "decimal128(38, 2)"
+    assert str(record_type.field("issue_date").type) == "date32[day]"
+    item_type = record_type.field("line_items").type.value_type
+    assert str(item_type.field("quantity").type) == "decimal128(38, 3)"
+    assert str(item_type.field("amount").type) == "decimal128(38, 2)"
     read = table.to_pylist()
+    assert read[0]["record"]["total"] == Decimal("119.00")
+    assert read[0]["record"]["issue_date"] == date(2025, 3, 14)
     for written, row in zip(read, rows, strict=True):
-        assert written["record"] == row["record"]
+        # the same values (equal decimals: 2.000 is the 2 that was stored)
+        assert Invoice.model_validate(written["record"]) == Invoice.model_validate(row["record"])
         assert json.loads(written["provenance"]) == row["provenance"]
         assert {k: written[k] for k in PROVENANCE_COLUMNS} == {
             k: row[k] for k in PROVENANCE_COLUMNS
         }
+
+
+class Stop(BaseModel):
+    fare: Decimal | None = None
+
+
+class Trip(BaseModel):
+    price: Decimal | None = None
+    weight: condecimal(decimal_places=1) | None = None  # type: ignore[valid-type]
+    day: date | None = None
+    departs: datetime | None = None
+    stops: list[Stop] = []
+
+
+def test_parquet_types_custom_schemas_from_their_fields(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    trip = Trip(price="12.5", weight="70.2", day="2025-03-14", departs="2025-03-14T08:00:00Z")
+    trip.stops = [Stop(fare="0.123456")]
+    receipt = tmp_path / "receipt.json"
+    receipt.write_text(
+        json.dumps(
+            {
+                "type": "object",
+                "properties": {
+                    "paid_on": {"type": "string", "format": "date"},
+                    "total": {"type": "number"},
+                },
+            }
+        )
+    )
+    receipt_schema = schema_from_json_file(receipt)
+    cases = [
+        (Trip, trip.model_dump(mode="json")),
+        (receipt_schema, {"paid_on": "2025-03-14", "total": 9.5}),
+    ]
+    for model, record in cases:
+        out = tmp_path / f"{model.__name__}.parquet"
+        write_parquet([{"record": record}], out, schema_shape(model))
+        types = {f.name: str(f.type) for f in pq.read_table(out).schema.field("record").type}
+        read = pq.read_table(out).to_pylist()[0]["record"]
+        assert model.model_validate(read) == model.model_validate(record)
+        if model is Trip:
+            assert types["price"] == "decimal128(38, 6)"  # no places declared: 6, as the grammar
+            assert types["weight"] == "decimal128(38, 1)"
+            assert types["day"] == "date32[day]" and types["departs"] == "string"
+            assert types["stops"].endswith("struct<fare: decimal128(38, 6)>>")
+            assert read["price"] == Decimal("12.5") and read["day"] == date(2025, 3, 14)
+        else:
+            assert types == {"paid_on": "date32[day]", "total": "double"}
 
 
 def test_parquet_without_pyarrow_says_what_to_install(

@@ -1,5 +1,6 @@
 """Every flow run leaves its summary in Prefect: log lines (counts per status, the failures with
-reasons) and a markdown artifact on its run page; rerun dry runs too."""
+reasons), a markdown artifact on its run page and its counts as its final state's message;
+rerun dry runs too."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 from _seed import make_png, ops_settings
 from sqlalchemy import select
 
-from flows.report import outcome_report, plan_report
+from flows.report import outcome_message, outcome_report, plan_report
 from pipeline.store.db import open_database, session_factory
 from pipeline.store.models import Run
 
@@ -58,6 +59,9 @@ def test_outcome_report_counts_each_status_and_lists_failures_with_reasons() -> 
     assert outcome_report("docextract run", [])[0] == [
         "docextract run: 0 document(s); nothing to do; 0 extracted now, 0 unchanged"
     ]
+    assert (
+        outcome_message(rows) == "5 document(s): 2 succeeded, 1 failed, 1 partial, 1 needs_review"
+    )
 
 
 def test_plan_report_lists_what_would_be_redone_and_what_is_skipped() -> None:
@@ -100,6 +104,13 @@ async def _artifacts_and_logs(flow_run_id: str | None, key: str) -> tuple[list[A
             log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
         )
         return artifacts, [log.message for log in logs]
+
+
+async def _final_state(flow_run_id: str) -> Any:
+    from prefect import get_client
+
+    async with get_client() as client:
+        return (await client.read_flow_run(flow_run_id)).state  # type: ignore[arg-type]
 
 
 def test_a_run_logs_its_summary_and_a_dry_run_publishes_its_plan(
@@ -145,6 +156,8 @@ def test_a_run_logs_its_summary_and_a_dry_run_publishes_its_plan(
     mine = [a for a in artifacts if str(a.flow_run_id) == flow_run_id]
     assert len(mine) == 1 and mine[0].type == "markdown"
     assert "| junk.pdf |" in str(mine[0].data) and "| failed | 1 |" in str(mine[0].data)
+    state = asyncio.run(_final_state(flow_run_id))
+    assert state.is_completed() and state.message == "2 document(s): 1 needs_review, 1 failed"
 
     from flows.rerun import run_rerun
 
@@ -157,3 +170,12 @@ def test_a_run_logs_its_summary_and_a_dry_run_publishes_its_plan(
     latest = max(artifacts, key=lambda a: a.created)
     assert "1 extraction(s) would be redone" in str(latest.description)
     assert "| junk.pdf |" in str(latest.data)
+    state = asyncio.run(_final_state(str(latest.flow_run_id)))
+    assert state.message == "dry run: 1 extraction(s) would be redone, 0 skipped"
+
+    redone = run_rerun({"statuses": ["failed"], "overrides": overrides}, settings)
+    assert [o["status"] for o in redone["outcomes"]] == ["failed"]  # the caller gets the rows
+    with session_factory(open_database(db_url, create=False))() as session:
+        rerun_id = session.scalars(select(Run.flow_run_id).where(Run.kind == "rerun")).one()
+    state = asyncio.run(_final_state(rerun_id))
+    assert state.is_completed() and state.message == "1 document(s): 1 failed"

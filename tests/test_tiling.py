@@ -20,6 +20,7 @@ from pipeline.types import Box, Tile
 A4 = (1654, 2339)  # 200 DPI
 REAL = ImageGeometry()
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+BOLD = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 X_HEIGHT_EM = 0.547  # DejaVu Sans: 1120 of 2048 units
 WORDS = ("invoice", "total", "cell", "culture", "flasks", "vented", "pipette", "tips", "tubes")
 
@@ -101,6 +102,32 @@ def test_auto_shows_every_line_whole_in_some_tile(dense: Image.Image, sparse: Im
         tiles = tile_page(1, page, TilingSettings(strategy="auto"), REAL)
         for band in measure_text(page).bands:
             assert any(inside(band, t.box) for t in tiles), f"line {band} is whole in no tile"
+
+
+def table_page(header_top: int, rows: int = 20) -> Image.Image:
+    """An invoice-like page: four address lines at the top, then at `header_top` a bold header
+    row (# Description Qty Price Amount) and `rows` line items close below it."""
+    page = text_page(rows, top=header_top + 60)
+    draw = ImageDraw.Draw(page)
+    font, bold = ImageFont.truetype(FONT, 28), ImageFont.truetype(BOLD, 28)
+    for k, line in enumerate(("Corrib Cloud Services Ltd", "4 Parkmore Park", "Galway", "Ireland")):
+        draw.text((160, 150 + k * 48), line, fill="black", font=font)
+    header = {160: "#", 230: "Description", 1000: "Qty", 1150: "Price", 1330: "Amount"}
+    for x, text in header.items():
+        draw.text((x, header_top), text, fill="black", font=bold)
+    return page
+
+
+@pytest.mark.parametrize("header_top", range(600, 900, 25))
+def test_auto_never_cuts_between_a_table_header_and_its_first_rows(header_top: int) -> None:
+    page = table_page(header_top)
+    bands = list(measure_text(page).bands)
+    header = next(b for b in bands if b[1] >= header_top - 10)
+    first_row = bands[bands.index(header) + 1]
+    tiles = tile_page(1, page, TilingSettings(), REAL)
+    assert any(inside(header, t.box) and inside(first_row, t.box) for t in tiles), (
+        f"header {header} and first row {first_row} in no tile together: {[t.box for t in tiles]}"
+    )
 
 
 def test_auto_keeps_small_print_at_the_target_height(dense: Image.Image) -> None:

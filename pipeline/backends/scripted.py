@@ -96,13 +96,23 @@ class ScriptedModel:
 
 
 def empty_record_json(json_schema: dict[str, Any] | None) -> str:
-    """The smallest valid answer for a strict grammar schema: null scalars, empty lists."""
+    """The smallest valid answer for a strict grammar schema: null scalars, empty lists, and
+    the first allowed value where a property cannot be null (an enum without null, a const).
+    So a routing request (`{"document_type": one of the candidates}`) gets its first
+    candidate."""
     if not json_schema:
         return "{}"
     properties = json_schema.get("properties", {})
-    return json.dumps(
-        {name: ([] if _is_array(spec) else None) for name, spec in properties.items()}
-    )
+    return json.dumps({name: _empty_value(spec) for name, spec in properties.items()})
+
+
+def _empty_value(spec: dict[str, Any]) -> Any:
+    if _is_array(spec):
+        return []
+    if "const" in spec:
+        return spec["const"]
+    allowed = spec.get("enum") or [None]
+    return None if None in allowed else allowed[0]
 
 
 def _is_array(spec: dict[str, Any]) -> bool:
@@ -113,7 +123,8 @@ def _is_array(spec: dict[str, Any]) -> bool:
 
 def create(settings: Settings) -> ScriptedModel:
     """The `scripted` backend from the CLI: a dry run that answers every request with an empty
-    record, to check configuration, storage and orchestration without any model."""
+    record (`empty_record_json`), to check configuration, storage and orchestration without any
+    model; under `--schema auto` every document is routed to the first candidate schema."""
     del settings
 
     def script(request: VisionRequest, number: int) -> Reply:

@@ -2,27 +2,94 @@
 
 Exports take their columns from the schema, not from the data, so that every export of a schema
 has the same columns (a field that is null in every row still gets its column) and the same
-Parquet types. A value that is not one JSON type (a union) is written as JSON text.
+Parquet types. A value that is not one JSON type (a union) is written as JSON text. Amounts
+(any `Decimal` field) and dates (`date` fields) are strings in the JSON Schema and in stored
+records; `schema_shape` reads them from the field annotations, so Parquet gets decimal and date
+columns.
 """
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import json
-from dataclasses import dataclass, field
-from typing import Any, Literal
+import types
+from dataclasses import dataclass, field, replace
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-Kind = Literal["object", "array", "string", "integer", "number", "boolean", "json"]
+from pydantic import BaseModel
+
+from schemas.types import Places
+
+Kind = Literal[
+    "object", "array", "string", "integer", "number", "boolean", "json", "decimal", "date"
+]
 _SCALARS = ("string", "integer", "number", "boolean")
 _MAX_DEPTH = 8  # recursive schemas stop here and become JSON text
+# Scale of a Decimal field that says nothing of its places: a custom schema's number grammar
+# (`schemas.custom.NUMBER_AS_STRING`) allows 6 decimals.
+DEFAULT_PLACES = 6
+DECIMAL_PRECISION = 38  # decimal128's most digits
 
 
 @dataclass(frozen=True)
 class Shape:
-    """A node of a record: an object's fields (in schema order), an array's item, or a leaf."""
+    """A node of a record: an object's fields (in schema order), an array's item, or a leaf;
+    `places` is a `decimal` leaf's scale."""
 
     kind: Kind
     fields: dict[str, Shape] = field(default_factory=dict)
     item: Shape | None = None
+    places: int = 0
+
+
+def schema_shape(model: type[BaseModel]) -> Shape:
+    """The shape of `model`'s records: `record_shape` of its serialization JSON Schema, with
+    its `Decimal` leaves as `decimal` and its `date` leaves as `date`."""
+    return _typed(record_shape(model.model_json_schema(mode="serialization")), model, [])
+
+
+def _typed(shape: Shape, annotation: Any, metadata: list[Any]) -> Shape:
+    """`shape` with the leaves whose annotation is Decimal or date retyped."""
+    base, metadata = _unwrapped(annotation, metadata)
+    if shape.kind == "object" and isinstance(base, type) and issubclass(base, BaseModel):
+        by_key = {
+            info.serialization_alias or info.alias or name: info
+            for name, info in base.model_fields.items()
+        }
+        fields = {
+            key: _typed(child, by_key[key].annotation, list(by_key[key].metadata))
+            if key in by_key
+            else child
+            for key, child in shape.fields.items()
+        }
+        return replace(shape, fields=fields)
+    if shape.kind == "array" and shape.item is not None and get_origin(base) in (list, tuple):
+        (item, *_) = get_args(base) or (Any,)
+        return replace(shape, item=_typed(shape.item, item, []))
+    if shape.kind == "string" and base is decimal.Decimal:
+        places = [m.count for m in metadata if isinstance(m, Places)]
+        places += [m.decimal_places for m in metadata if getattr(m, "decimal_places", None)]
+        return Shape("decimal", places=places[0] if places else DEFAULT_PLACES)
+    if shape.kind == "string" and base is datetime.date:  # not datetime, a subclass
+        return Shape("date")
+    return shape
+
+
+def _unwrapped(annotation: Any, metadata: list[Any]) -> tuple[Any, list[Any]]:
+    """`annotation` without `Annotated` (its metadata added to `metadata`) and without `| None`."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation, *extra = get_args(annotation)
+            metadata = [*metadata, *extra]
+        elif origin in (Union, types.UnionType):
+            options = [a for a in get_args(annotation) if a is not type(None)]
+            if len(options) != 1:
+                return annotation, metadata
+            annotation = options[0]
+        else:
+            return annotation, metadata
 
 
 def record_shape(json_schema: dict[str, Any]) -> Shape:
@@ -120,6 +187,13 @@ def conform(value: Any, shape: Shape) -> Any:
         return [conform(v, shape.item) for v in value] if isinstance(value, list) else None
     if shape.kind == "json":
         return json.dumps(value, ensure_ascii=False)
+    if shape.kind == "decimal":
+        # Stored as the schema prints it ("1450.00"); more places than the scale (only from a
+        # backend that does not constrain decoding) are rounded half-even.
+        with decimal.localcontext(prec=DECIMAL_PRECISION):
+            return decimal.Decimal(str(value)).quantize(decimal.Decimal(1).scaleb(-shape.places))
+    if shape.kind == "date":
+        return datetime.date.fromisoformat(value) if isinstance(value, str) else value
     return value
 
 
@@ -132,7 +206,10 @@ def arrow_type(shape: Shape) -> Any:
     if shape.kind == "array":
         assert shape.item is not None
         return pa.list_(arrow_type(shape.item))
+    if shape.kind == "decimal":
+        return pa.decimal128(DECIMAL_PRECISION, shape.places)
     return {
+        "date": pa.date32(),
         "string": pa.string(),
         "integer": pa.int64(),
         "number": pa.float64(),

@@ -8,7 +8,8 @@ status, tokens...). The record follows:
   item, linked by `extraction_id` and numbered from 1 in `item`. Containers inside an item are
   JSON text; an empty cell is a null; a text cell that starts with = + - @ (or a tab or CR)
   and is not a number gets a leading ' so that a spreadsheet shows it instead of running it;
-- parquet (pyarrow, `pip install 'docextract[export]'`): `record` as a typed struct column.
+- parquet (pyarrow, `pip install 'docextract[export]'`): `record` as a typed struct column
+  (amounts decimal128, dates date32).
 CSV and Parquet columns come from the schema (`pipeline.export.columns`), not from the data, so
 every export of a schema has the same columns; they need the selection to hold one schema.
 """
@@ -35,7 +36,7 @@ from pipeline.export.columns import (
     item_row,
     leaf_columns,
     lookup,
-    record_shape,
+    schema_shape,
 )
 from pipeline.store.models import Extraction
 from pipeline.store.queries import Selection, last_seen_paths, select_extractions, to_utc_assumed
@@ -156,7 +157,7 @@ def _record_shape(rows: Sequence[dict[str, Any]], schema: str | None, fmt: str) 
         )
     if not names:
         return Shape("object")
-    return record_shape(get_schema(names[0]).model_json_schema(mode="serialization"))
+    return schema_shape(get_schema(names[0]))
 
 
 def write_jsonl(rows: Sequence[dict[str, Any]], out: Path) -> list[Path]:

@@ -11,6 +11,8 @@
    picks the row shapes that cover every band at the least token cost; a row starts half a line
    above the first band it must show, a band a row would cut is shown whole by the next row, and
    blank stretches between bands are skipped. Dense pages get more rows than sparse ones.
+   A row never ends right after a band that heads what follows (`_heads`): a table's header row
+   starts the same tile as its first rows, a heading the same tile as its text.
 4. Each single-tile row is then shrunk around its ink (same shape, so same cost): what it shows
    gets larger than the target for free.
 5. Over budget: the scale steps down 5% at a time until the cover fits; once tiles would show
@@ -38,6 +40,8 @@ _SCALE_STEP = 0.95
 # Tiles must show the page at least this much larger than the whole-page view to be worth
 # their extra tokens; below it the page is read whole.
 _MIN_GAIN = 1.15
+# A band this many times farther from the band above than from the band below heads what follows.
+_HEAD_GAP_RATIO = 1.5
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,10 @@ def cover(
         return None
     tallest = max(s.height for s in shapes)
     bands = _split_tall(measure.bands, tallest - 2 * margin - line, line)
-    choice = _cheapest_rows(bands, shapes, margin)
+    # Where no row can hold a heading with what follows, the heading may end a row after all.
+    choice = _cheapest_rows(bands, shapes, margin, _heads(bands))
+    if choice is None:
+        choice = _cheapest_rows(bands, shapes, margin, [False] * len(bands))
     if choice is None:
         return None
     plans: list[TilePlan] = []
@@ -135,12 +142,26 @@ def _split_tall(bands: tuple[Box, ...], limit: float, line: float) -> list[Box]:
     return pieces
 
 
+def _heads(bands: list[Box]) -> list[bool]:
+    """For each band, whether it heads the band below: set off from the band above by a gap at
+    least `_HEAD_GAP_RATIO` times the one below, like an invoice's line-item header row (bold or
+    shaded, its own gap above, its rows close below) or a caption over its block. The pieces of a
+    split band overlap (no gap below) and head nothing; nor does the first band of the page."""
+    heads = [False] * len(bands)
+    for k in range(1, len(bands) - 1):
+        above = bands[k][1] - bands[k - 1][3]
+        below = bands[k + 1][1] - bands[k][3]
+        heads[k] = below > 0 and above >= _HEAD_GAP_RATIO * below
+    return heads
+
+
 def _cheapest_rows(
-    bands: list[Box], shapes: list[_RowShape], margin: float
+    bands: list[Box], shapes: list[_RowShape], margin: float, heads: list[bool]
 ) -> list[tuple[int, _RowShape, int]] | None:
     """Rows `(first band, shape, end band)` covering every band at the least token cost
     (ties: fewer tiles). A row starts `margin` above its first band and shows each band whose
-    bottom is `margin` above the row's bottom."""
+    bottom is `margin` above the row's bottom; it does not end after a band that `heads` the
+    next (it ends before it instead)."""
     count = len(bands)
     best: list[tuple[int, int] | None] = [None] * count + [(0, 0)]
     step: list[tuple[_RowShape, int] | None] = [None] * count
@@ -150,6 +171,8 @@ def _cheapest_rows(
             end = first
             while end < count and bands[end][3] + margin <= top + shape.height:
                 end += 1
+            while first < end < count and heads[end - 1]:
+                end -= 1
             rest = best[end]
             if end == first or rest is None:
                 continue
