@@ -193,15 +193,15 @@ class TransformersVisionModel:
 
     def load(self) -> None:
         """Load processor and weights once. Raises ConfigError for settings that cannot work."""
-        from transformers import (
-            AutoConfig,
-            AutoModelForImageTextToText,
-            AutoProcessor,
-            LlavaNextForConditionalGeneration,
-            LlavaNextProcessor,
-        )
+        with self._lock:  # also the first import of transformers: not safe from two threads
+            from transformers import (
+                AutoConfig,
+                AutoModelForImageTextToText,
+                AutoProcessor,
+                LlavaNextForConditionalGeneration,
+                LlavaNextProcessor,
+            )
 
-        with self._lock:
             if self.model is not None:
                 return
             device = resolve_device(self.settings.device)

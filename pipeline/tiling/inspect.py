@@ -10,6 +10,7 @@ torch) when called, never at import time.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,11 +49,20 @@ class EncoderView:
         return canvas
 
 
+# transformers is imported on first use (it takes seconds), and its lazy modules are not safe to
+# import from several threads at once (the legibility bench cuts pages in a thread pool).
+_TRANSFORMERS_IMPORT = threading.Lock()
+
+
 def encoder_view(image: Image.Image, geometry: ImageGeometry) -> EncoderView:
     """Run the real LLaVA-NeXT image processor on `image` and return its output as images."""
-    from transformers import LlavaNextImageProcessorPil
-    from transformers.image_processing_utils import get_patch_output_size, select_best_resolution
-    from transformers.image_utils import ChannelDimension
+    with _TRANSFORMERS_IMPORT:
+        from transformers import LlavaNextImageProcessorPil
+        from transformers.image_processing_utils import (
+            get_patch_output_size,
+            select_best_resolution,
+        )
+        from transformers.image_utils import ChannelDimension
 
     side = geometry.tile_size
     processor = LlavaNextImageProcessorPil(
