@@ -101,6 +101,7 @@ def process(
                 page_count=raster.page_count,
                 render_errors=raster.errors,
                 route=plan.route if plan.route and plan.route.schema_name == name else None,
+                pages=raster.pages,
             )
             for name in extracted
         }

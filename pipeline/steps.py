@@ -19,6 +19,7 @@ from pipeline.backends import VisionModel, backend_name_for
 from pipeline.errors import InputError, StoreError
 from pipeline.extraction import ExtractionResult
 from pipeline.ingest import IngestedFile
+from pipeline.pages import preparing
 from pipeline.prompts import PROMPT_VERSION
 from pipeline.render.pagestream import PageStream
 from pipeline.render.passwords import load_passwords
@@ -185,7 +186,15 @@ def render_all(
     settings: Settings,
     on_page: Callable[[PageImage, int], None] | None = None,
 ) -> RasterResult:
-    """Render with no password, then with each password the user's file offers for it."""
+    """Render with no password, then with each password the user's file offers for it; each
+    page goes through the pages stage (blank, upright) before `on_page` sees it."""
+    stage = preparing(settings.pages, on_page)
+    return stage.finish(_render_with_passwords(file, settings, stage))
+
+
+def _render_with_passwords(
+    file: IngestedFile, settings: Settings, on_page: Callable[[PageImage, int], None]
+) -> RasterResult:
     candidates = load_passwords(settings.passwords_file).candidates(file.path, file.sha256)
     try:
         return rasterize(file, settings.raster, settings.page_cache_dir, on_page=on_page)
@@ -333,6 +342,7 @@ def stored_outcome(
             "tiling": settings.tiling.strategy,
             "dpi": settings.raster.dpi,
             "max_new_tokens": settings.model.max_new_tokens,
+            **({"pages": result.pages} if result.pages else {}),
         },
         timings={
             **result.timings,

@@ -65,6 +65,7 @@ class ExtractionResult:
     timings: dict[str, float] = field(default_factory=dict)
     route: dict[str, Any] | None = None  # the routing decision, when `--schema auto` chose this
     field_confidence: dict[str, Any] | None = None  # per field path: confidence and evidence
+    pages: dict[str, Any] | None = None  # the pages stage: blank pages, pages turned upright
 
     @property
     def error_category(self) -> ErrorCategory | None:
