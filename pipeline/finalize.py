@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pipeline.duplicates import DuplicateEvidence
 from pipeline.extraction import Extracted, ExtractionResult
 from pipeline.pages import all_blank_error, blank_pages, pages_provenance
 from pipeline.prompts import PROMPT_VERSION
@@ -26,6 +27,7 @@ def finalize(
     render_errors: Sequence[ErrorItem] = (),
     route: Route | None = None,
     pages: Sequence[PageImage] = (),
+    duplicates: DuplicateEvidence | None = None,
 ) -> ExtractionResult:
     """The stored result of one extraction, with its one status.
 
@@ -33,7 +35,9 @@ def finalize(
     (a page that never rendered was not read for that reason, so its timeout is dropped);
     `route` the routing decision, when `--schema auto` chose this schema; `pages` the rendered
     pages as the pages stage left them (blank pages were never read: no timeout is theirs, they
-    do not count in the error budget, and a document of only blank pages fails as `blank`).
+    do not count in the error budget, and a document of only blank pages fails as `blank`);
+    `duplicates` the stored invoices this one may duplicate: each is a review reason (a possible
+    duplicate is never dropped: a person decides).
     """
     schema = extracted.schema
     blank = blank_pages(pages)
@@ -57,6 +61,8 @@ def finalize(
         reasons += extracted.record.review_reasons()
     doubt = route_review_reason(route, settings) if route is not None else None
     reasons += [doubt] if doubt else []
+    if extracted.record is not None and duplicates is not None:
+        reasons += duplicates.reasons()
     result = ExtractionResult(
         schema_name=schema.schema_name,
         schema_version=schema.schema_version,
@@ -70,6 +76,7 @@ def finalize(
         timings=dict(extracted.timings),
         route=route.to_json() if route is not None else None,
         pages=pages_provenance(pages),
+        duplicates=duplicates,
     )
     _decide_status(result, settings, blank=len(blank))
     return result

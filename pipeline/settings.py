@@ -280,7 +280,7 @@ class PagesSettings(BaseModel):
         "bench/orientation.py.",
     )
     ink_min_confidence: float = Field(
-        0.25,
+        0.6,
         ge=0,
         le=1,
         description="'auto'/'ink': the ink measure decides alone at or above this confidence "
@@ -297,6 +297,24 @@ class PagesSettings(BaseModel):
     max_skew_deg: float = Field(5.0, gt=0, le=10, description="Largest tilt corrected, degrees.")
     min_skew_deg: float = Field(
         0.3, ge=0, description="Smaller tilts are left alone (not worth a resampling)."
+    )
+
+
+class DuplicatesSettings(BaseModel):
+    """The duplicate check after extraction: an invoice the store already holds (same seller and
+    number, or a near match) makes the record needs_review, naming the earlier document."""
+
+    enabled: bool = Field(True, description="Compare each new invoice with those stored.")
+    near_total_share: float = Field(
+        0.01, ge=0, le=1, description="Near match: totals within this share of each other."
+    )
+    near_days: int = Field(
+        30, ge=0, description="Near match: issue dates at most this many days apart."
+    )
+    near_edit_distance: int = Field(
+        2,
+        ge=0,
+        description="Near match: normalized invoice numbers within this edit distance.",
     )
 
 
@@ -409,6 +427,7 @@ class Settings(BaseSettings):
     tiling: TilingSettings = Field(default_factory=lambda: TilingSettings())
     extraction: ExtractionSettings = Field(default_factory=lambda: ExtractionSettings())
     routing: RoutingSettings = Field(default_factory=lambda: RoutingSettings())
+    duplicates: DuplicatesSettings = Field(default_factory=lambda: DuplicatesSettings())
     review: ReviewSettings = Field(default_factory=lambda: ReviewSettings())
     prefect: PrefectSettings = Field(default_factory=lambda: PrefectSettings())
 

@@ -16,8 +16,9 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.backends import VisionModel, backend_name_for
+from pipeline.duplicates import DuplicateEvidence, invoice_key
 from pipeline.errors import InputError, StoreError
-from pipeline.extraction import ExtractionResult
+from pipeline.extraction import Extracted, ExtractionResult
 from pipeline.ingest import IngestedFile
 from pipeline.pages import preparing
 from pipeline.prompts import PROMPT_VERSION
@@ -27,6 +28,7 @@ from pipeline.render.raster import RasterResult, rasterize
 from pipeline.routing import AUTO
 from pipeline.routing.plan import unit_identity
 from pipeline.settings import Settings
+from pipeline.store import duplicates as store_duplicates
 from pipeline.store import repository as repo
 from pipeline.store.models import Document
 from pipeline.types import ErrorCategory, ErrorItem, PageImage, Status
@@ -237,6 +239,28 @@ def _record_pages(
         log.warning("could not record the pages of %s yet: %s", registered.path, exc)
 
 
+# -- duplicates ---------------------------------------------------------------------------------
+
+
+def find_duplicates(
+    factory: sessionmaker[Session], registered: Registered, extracted: Extracted, settings: Settings
+) -> DuplicateEvidence | None:
+    """The invoices already stored that this one may duplicate (evidence for `finalize`), and
+    its key (kept at save). None: not an invoice, no record, nothing to key it by, or off."""
+    if not settings.duplicates.enabled or extracted.record is None:
+        return None
+    if extracted.schema.schema_name != "invoice":
+        return None
+    key = invoice_key(extracted.record.model_dump(mode="json"))
+    if key is None:
+        return None
+    with factory() as session:
+        matches = store_duplicates.find_candidates(
+            session, registered.document_id, key, settings.duplicates
+        )
+    return DuplicateEvidence(key, matches)
+
+
 # -- save --------------------------------------------------------------------------------------
 
 
@@ -256,7 +280,15 @@ def save(
     outcomes = {
         name: stored_outcome(results[name], model, settings, seconds) for name in claims.ids
     }
-    saved = _save_with_retries(factory, claims, outcomes, force=force)
+    evidence = {name: r.duplicates for name, r in results.items() if r.duplicates is not None}
+    saved = _save_with_retries(
+        factory,
+        claims,
+        outcomes,
+        force=force,
+        document_id=registered.document_id,
+        evidence=evidence,
+    )
     rows = list(claims.skipped)
     for name, result in results.items():
         if not saved[name]:
@@ -287,18 +319,26 @@ def _save_with_retries(
     attempts: int = 3,
     *,
     force: bool = False,
+    document_id: int | None = None,
+    evidence: dict[str, DuplicateEvidence] | None = None,
 ) -> dict[str, bool]:
     """Every schema's outcome in one transaction, retried when the connection drops (the pool
     reconnects), so an hour of model work is not lost to a database blip."""
     for attempt in range(1, attempts + 1):
         try:
             with factory.begin() as session:
-                return {
+                saved = {
                     name: repo.save_outcome(
                         session, extraction_id, claims.worker, outcomes[name], force=force
                     )
                     for name, extraction_id in claims.ids.items()
                 }
+                for name, found in (evidence or {}).items():  # the key, for the invoices after it
+                    if saved.get(name) and document_id is not None:
+                        store_duplicates.save_evidence(
+                            session, claims.ids[name], document_id, found
+                        )
+                return saved
         except OperationalError as exc:
             if attempt == attempts:
                 raise StoreError(

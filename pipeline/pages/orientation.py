@@ -83,11 +83,23 @@ def ink_orientation(ink: Ink) -> Guess:
     horizontal = along_rows >= along_cols
     ratio = max(along_rows, along_cols) / max(min(along_rows, along_cols), 1e-9)
     upright = ink.mask if horizontal else np.rot90(ink.mask, -1)  # vertical lines: turn 90 cw
-    lean, lines = ascender_lean(upright)
+    # a tilt of a few degrees smears each line over its neighbours in the strips: straighten
+    # first (a tilt is the same angle whichever way up the page is)
+    tilt = measure_skew(Ink(upright, ink.dpi), 5.0)
+    lean, lines = ascender_lean(_straightened(upright, tilt) if tilt else upright)
     turn = (0 if lean >= 0 else 180) if horizontal else (90 if lean >= 0 else 270)
     axis_sure = min(1.0, max(0.0, ratio - 1.0))  # lines twice as long as across: sure
     lean_sure = min(1.0, abs(lean) / 0.3) * min(1.0, lines / 12)
     return Guess(turn, "ink", round(min(axis_sure, lean_sure), 3))
+
+
+def _straightened(mask: np.ndarray, angle: float) -> np.ndarray:
+    """`mask` with each column shifted so that lines tilted by `angle` degrees lie flat."""
+    height, width = mask.shape
+    shift = np.round((np.arange(width) - width / 2) * math.tan(math.radians(angle))).astype(int)
+    rows = np.arange(height)[:, None] + shift[None, :]
+    inside = (rows >= 0) & (rows < height)
+    return inside & mask[rows.clip(0, height - 1), np.arange(width)[None, :]]
 
 
 def _mean_run_after_closing(mask: np.ndarray, gap: int) -> float:
