@@ -6,12 +6,14 @@ Pages: every page of the sample documents (rendered at 200 DPI with pdfium; the 
 are) and the scanned pages of the robustness corpus (../shared/corpus/robustness, or
 DOCEXTRACT_SHARED/corpus/robustness: fax and G4 TIFFs, the fax PDF), each turned 0/90/180/270
 and, for the sample pages, also scanned tilted by 3 degrees (noise, dust, JPEG: sample_docs/
-_scans.py). A copy is right when the method's turn stands it upright; `text pages` are those
-with at least 8 lines of text (the corpus also holds photos and one-word pages, where up is a
-matter of taste). Skew: the measured tilt of the tilted copies within 0.3 degrees. Blank: noisy
-empty scans (dark lid edge, punch holes, bleed-through) and the empty middle of a real fax page
-must be blank; every page with print must not. ms/page is the measurement alone (ink, method,
-skew), not the PNG rewrite. The last line prints the figures.
+_scans.py). A copy is right when the method's turn stands it upright. Figures per kind of page:
+`documents` (the sample invoices, forms and tables, born-digital and scanned, and the corpus's
+real scans of documents: pillow-pport_g4.tif, pillow-total-pages-zero.tif), `charts` (the three
+sample charts), `other` (the corpus's photos, picture and one-word pages: a page left as rendered
+counts as wrong when the copy was turned). Skew: the measured tilt of the tilted copies
+within 0.3 degrees. Blank: noisy empty scans (dark lid edge, punch holes, bleed-through) and
+the empty middle of a real fax page must be blank; every page with print must not. ms/page is
+the measurement alone (ink, method, skew), not the PNG rewrite. The last line prints the figures.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from _scans import scan, white_sheet  # noqa: E402
 
 from pipeline.pages.blank import is_blank  # noqa: E402
 from pipeline.pages.ink import page_ink  # noqa: E402
-from pipeline.pages.orientation import ascender_lean, measure_skew, orient  # noqa: E402
+from pipeline.pages.orientation import measure_skew, orient  # noqa: E402
 from pipeline.pages.prepare import _TRANSPOSE  # noqa: E402
 from pipeline.settings import PagesSettings  # noqa: E402
 
@@ -83,27 +85,37 @@ def corpus_pages() -> Iterator[tuple[str, Image.Image, int]]:
                 yield f"{name}#{index + 1}", frame.convert("L"), dpi
 
 
+DOCUMENT_SCANS = ("pillow-pport_g4.tif", "pillow-total-pages-zero.tif")
+
+
+def kind_of(name: str, sample: bool) -> str:
+    """documents, charts, or other (the corpus's photos, picture and one-word pages)."""
+    if name.startswith("chart-"):
+        return "charts"
+    return "documents" if sample or name.startswith(DOCUMENT_SCANS) else "other"
+
+
 def copies(pages: list[tuple[str, Image.Image, int, bool]]) -> Iterator[tuple]:
-    """(name, image, dpi, turn that makes it upright, skew to find or None, is_text). The skew
+    """(name, image, dpi, turn that makes it upright, skew to find or None, kind). The skew
     to find is the page's own (sample scans are tilted already) less the tilt added."""
     for name, image, dpi, sample in pages:
-        ink = page_ink(image, dpi)
-        is_text = ascender_lean(ink.mask)[1] >= 8
-        own = measure_skew(ink, 5.0)
+        kind = kind_of(name, sample)
+        own = measure_skew(page_ink(image, dpi), 5.0)
         for turn in (0, 90, 180, 270):
             turned = image if turn == 0 else image.rotate(-turn, expand=True)
-            yield name, turned, dpi, (360 - turn) % 360, None, is_text
+            yield name, turned, dpi, (360 - turn) % 360, None, kind
             if sample:
                 tilted = scan(image, seed=turn, tilt=TILT, turn=turn)
-                yield name, tilted, dpi, (360 - turn) % 360, own - TILT, is_text
+                yield name, tilted, dpi, (360 - turn) % 360, own - TILT, kind
 
 
 def measure(method: str, items: list[tuple]) -> dict[str, float]:
     settings = PagesSettings(orientation=method)  # type: ignore[arg-type]
-    right = text_right = text_n = skew_right = skew_n = 0
+    skew_right = skew_n = 0
+    by_kind: dict[str, list[bool]] = {}
     seconds = 0.0
     wrong: list[str] = []
-    for name, image, dpi, want, tilt, is_text in items:
+    for name, image, dpi, want, tilt, kind in items:
         started = time.perf_counter()
         ink = page_ink(image, dpi)
         guess = orient(image, ink, dpi, settings)
@@ -111,27 +123,21 @@ def measure(method: str, items: list[tuple]) -> dict[str, float]:
         skew = measure_skew(page_ink(upright, dpi) if guess.turn else ink, settings.max_skew_deg)
         seconds += time.perf_counter() - started
         ok = guess.turn == want
-        right += ok
-        text_n += is_text
-        text_right += ok and is_text
+        by_kind.setdefault(kind, []).append(ok)
+        by_kind.setdefault("all", []).append(ok)
         if not ok:
-            text = "text" if is_text else "no-text"
             tilted = " tilted" if tilt is not None else ""
             wrong.append(
-                f"{name}{tilted} [{text}] (turn {want}: {guess.turn} by {guess.by} "
+                f"{name}{tilted} [{kind}] (turn {want}: {guess.turn} by {guess.by} "
                 f"{guess.confidence})"
             )
-        if tilt is not None and ok:
+        if tilt is not None:
             skew_n += 1
-            skew_right += abs(skew - tilt) <= 0.3
-        elif tilt is not None:
-            skew_n += 1
+            skew_right += ok and abs(skew - tilt) <= 0.3
     print(f"{method}: wrong on {len(wrong)}:\n  " + "\n  ".join(wrong), file=sys.stderr)
     return {
-        "all": 100 * right / len(items),
-        "text": 100 * text_right / max(text_n, 1),
-        "text_n": text_n,
-        "n": len(items),
+        **{k: 100 * sum(v) / len(v) for k, v in by_kind.items()},
+        **{f"{k}_n": len(v) for k, v in by_kind.items()},
         "skew": 100 * skew_right / max(skew_n, 1),
         "ms": 1000 * seconds / len(items),
     }
@@ -180,15 +186,17 @@ def main() -> None:
     figures = {}
     for method in args.methods.split(","):
         figures[method] = m = measure(method, items)
-        print(
-            f"{method:>4}: text pages upright {m['text']:.1f}% (n={m['text_n']}), all pages "
-            f"{m['all']:.1f}% (n={m['n']}), tilt found {m['skew']:.0f}%, {m['ms']:.0f} ms/page"
+        kinds = ", ".join(
+            f"{k} {m[k]:.1f}% (n={m[k + '_n']:.0f})"
+            for k in ("documents", "charts", "other", "all")
+            if k in m
         )
+        print(f"{method:>4}: upright: {kinds}; tilt found {m['skew']:.0f}%; {m['ms']:.0f} ms/page")
     print(
         "orientation: "
         + "; ".join(
-            f"{k} {m['text']:.1f}% of text pages upright ({m['all']:.1f}% of all {m['n']}), "
-            f"{m['ms']:.0f} ms/page"
+            f"{k} {m['documents']:.1f}% of document pages upright ({m['all']:.1f}% of all "
+            f"{m['all_n']:.0f}), {m['ms']:.0f} ms/page"
             for k, m in figures.items()
         )
         + f"; blank {found}/{sheets} found, {dropped}/{content} false"

@@ -3,8 +3,8 @@
 Measured on the ink (`pages.ink`), never on the model: the page is cut into 2 mm cells; a cell
 holds content when 4-60% of it is ink (fewer: a speck of dust or JPEG noise; more: a solid
 fill, a punch hole, a black scanner edge), it touches no solid cell (the ragged boundary of a
-dark edge or hole) and a neighbouring cell holds content too (text comes in words; specks come
-alone). The page is blank when its content cells cover at most `blank_max_content_mm2`.
+dark edge or hole) and two of its neighbours hold content too (a character spans a block of
+cells; a speck, even one on a cell boundary, spans one or two). The page is blank when its content cells cover at most `blank_max_content_mm2`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def content_mm2(ink: Ink) -> float:
     share = cells.mean(axis=(1, 3))
     solid = share > _SOLID_SHARE
     content = (share >= _MIN_SHARE) & ~solid & ~_near(solid)
-    content &= _near(content, include_self=False)
+    content &= _neighbours(content) >= 2
     return float(content.sum()) * (cell * 25.4 / ink.dpi) ** 2
 
 
@@ -38,14 +38,18 @@ def is_blank(ink: Ink, max_content_mm2: float) -> tuple[bool, float]:
     return area <= max_content_mm2, round(area, 1)
 
 
-def _near(cells: np.ndarray, include_self: bool = True) -> np.ndarray:
-    """Cells with a True cell among their 8 neighbours (and themselves, if `include_self`)."""
-    padded = np.pad(cells, 1)
+def _neighbours(cells: np.ndarray) -> np.ndarray:
+    """How many of each cell's 8 neighbours are True."""
+    padded = np.pad(cells, 1).astype(np.int8)
     rows, cols = cells.shape
-    found = np.zeros_like(cells)
+    count = np.zeros(cells.shape, np.int8)
     for dy in (0, 1, 2):
         for dx in (0, 1, 2):
-            if (dy, dx) == (1, 1) and not include_self:
-                continue
-            found |= padded[dy : dy + rows, dx : dx + cols]
-    return found
+            if (dy, dx) != (1, 1):
+                count += padded[dy : dy + rows, dx : dx + cols]
+    return count
+
+
+def _near(cells: np.ndarray) -> np.ndarray:
+    """Cells that are True or have a True neighbour."""
+    return cells | (_neighbours(cells) > 0)
