@@ -4,7 +4,8 @@ Measured on the ink (`pages.ink`), never on the model: the page is cut into 2 mm
 holds content when 4-60% of it is ink (fewer: a speck of dust or JPEG noise; more: a solid
 fill, a punch hole, a black scanner edge), it touches no solid cell (the ragged boundary of a
 dark edge or hole) and two of its neighbours hold content too (a character spans a block of
-cells; a speck, even one on a cell boundary, spans one or two). The page is blank when its content cells cover at most `blank_max_content_mm2`.
+cells; a speck, even one on a cell boundary, spans one or two). The page is blank when its
+content cells cover at most `blank_max_content_mm2`.
 """
 
 from __future__ import annotations
