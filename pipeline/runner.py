@@ -3,7 +3,7 @@
 `flows.extract` registers every file of a run first (`register`: hash, sniff, one Document row per
 content); `process` then takes one registered document through the stages, top to bottom:
 
-    plan -> claim -> render -> extract -> finalize -> save
+    plan -> claim -> render (pages: blank, upright) -> extract -> duplicates -> finalize -> save
 
 These are plain functions the Prefect tasks wrap (and tests call directly). Each takes ids and
 paths, owns its short transactions through the session factory it is given, and returns a small
@@ -95,6 +95,10 @@ def process(
                 pages, get_schema(name), model, settings, timeout_s=claims.time_left()
             )
         raster = steps.finish_render(factory, registered, pages)
+        duplicates = {
+            name: steps.find_duplicates(factory, registered, extracted[name], settings)
+            for name in extracted
+        }
         results = {
             name: finalize(
                 extracted[name],
@@ -102,6 +106,8 @@ def process(
                 page_count=raster.page_count,
                 render_errors=raster.errors,
                 route=plan.route if plan.route and plan.route.schema_name == name else None,
+                pages=raster.pages,
+                duplicates=duplicates[name],
             )
             for name in extracted
         }

@@ -253,6 +253,71 @@ class TilingSettings(BaseModel):
     )
 
 
+class PagesSettings(BaseModel):
+    """The pages stage (`pipeline.pages`), between render and tiling: blank pages set aside,
+    pages turned upright and small tilts corrected, each decision kept with the page."""
+
+    blank: bool = Field(
+        True,
+        description="Set blank pages aside (no tiles, no model call): separator sheets, empty "
+        "backs of duplex scans, scanner noise only. They are listed in the provenance; a "
+        "document of only blank pages fails with category 'blank'.",
+    )
+    blank_max_content_mm2: float = Field(
+        8.0,
+        ge=0,
+        description="A page whose text-like ink (specks, solid fills, punch holes and the "
+        "sheet's dark edges left out) covers at most this many mm² is blank. 8 mm² is about "
+        "one character of 12 pt text: a lone page number is still content (a page is never "
+        "dropped on a guess); scanner noise measures 0 (bench/orientation.py --blank).",
+    )
+    orientation: Literal["auto", "ink", "osd", "off"] = Field(
+        "auto",
+        description="How a page's orientation (0/90/180/270) is found before tiling: 'ink' "
+        "(line structure and ascenders in the page's ink, ~50 ms), 'osd' (Tesseract's "
+        "orientation detection, ~1.5 s), 'auto' (ink, and Tesseract where the ink is not "
+        "sure), 'off'. A page no method is sure about is left as rendered. See "
+        "bench/orientation.py.",
+    )
+    ink_min_confidence: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="'auto'/'ink': the ink measure decides alone at or above this confidence "
+        "(0..1).",
+    )
+    osd_min_confidence: float = Field(
+        2.0,
+        ge=0,
+        description="Tesseract's orientation confidence at or above which its answer is taken.",
+    )
+    deskew: bool = Field(
+        True, description="Correct a small tilt (scans) before tiling, up to max_skew_deg."
+    )
+    max_skew_deg: float = Field(5.0, gt=0, le=10, description="Largest tilt corrected, degrees.")
+    min_skew_deg: float = Field(
+        0.3, ge=0, description="Smaller tilts are left alone (not worth a resampling)."
+    )
+
+
+class DuplicatesSettings(BaseModel):
+    """The duplicate check after extraction: an invoice the store already holds (same seller and
+    number, or a near match) makes the record needs_review, naming the earlier document."""
+
+    enabled: bool = Field(True, description="Compare each new invoice with those stored.")
+    near_total_share: float = Field(
+        0.01, ge=0, le=1, description="Near match: totals within this share of each other."
+    )
+    near_days: int = Field(
+        30, ge=0, description="Near match: issue dates at most this many days apart."
+    )
+    near_edit_distance: int = Field(
+        2,
+        ge=0,
+        description="Near match: normalized invoice numbers within this edit distance.",
+    )
+
+
 class ExtractionSettings(BaseModel):
     max_reasks: int = Field(
         2, ge=0, description="Re-asks with the validation error after a bad output."
@@ -363,9 +428,11 @@ class Settings(BaseSettings):
     )
     model: ModelSettings = Field(default_factory=lambda: ModelSettings())
     raster: RasterSettings = Field(default_factory=lambda: RasterSettings())
+    pages: PagesSettings = Field(default_factory=lambda: PagesSettings())
     tiling: TilingSettings = Field(default_factory=lambda: TilingSettings())
     extraction: ExtractionSettings = Field(default_factory=lambda: ExtractionSettings())
     routing: RoutingSettings = Field(default_factory=lambda: RoutingSettings())
+    duplicates: DuplicatesSettings = Field(default_factory=lambda: DuplicatesSettings())
     review: ReviewSettings = Field(default_factory=lambda: ReviewSettings())
     prefect: PrefectSettings = Field(default_factory=lambda: PrefectSettings())
 

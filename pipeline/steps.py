@@ -16,9 +16,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.backends import VisionModel, backend_name_for
+from pipeline.duplicates import DuplicateEvidence, invoice_key
 from pipeline.errors import InputError
-from pipeline.extraction import ExtractionResult
+from pipeline.extraction import Extracted, ExtractionResult
 from pipeline.ingest import IngestedFile
+from pipeline.pages import preparing
 from pipeline.prompts import PROMPT_VERSION
 from pipeline.render.pagestream import PageStream
 from pipeline.render.passwords import load_passwords
@@ -26,6 +28,7 @@ from pipeline.render.raster import RasterResult, rasterize
 from pipeline.routing import AUTO
 from pipeline.routing.plan import unit_identity
 from pipeline.settings import Settings
+from pipeline.store import duplicates as store_duplicates
 from pipeline.store import repository as repo
 from pipeline.store.db import retry_on_disconnect
 from pipeline.store.models import Document, Extraction
@@ -196,7 +199,15 @@ def render_all(
     settings: Settings,
     on_page: Callable[[PageImage, int], None] | None = None,
 ) -> RasterResult:
-    """Render with no password, then with each password the user's file offers for it."""
+    """Render with no password, then with each password the user's file offers for it; each
+    page goes through the pages stage (blank, upright) before `on_page` sees it."""
+    stage = preparing(settings.pages, on_page)
+    return stage.finish(_render_with_passwords(file, settings, stage))
+
+
+def _render_with_passwords(
+    file: IngestedFile, settings: Settings, on_page: Callable[[PageImage, int], None]
+) -> RasterResult:
     candidates = load_passwords(settings.passwords_file).candidates(file.path, file.sha256)
     try:
         return rasterize(file, settings.raster, settings.page_cache_dir, on_page=on_page)
@@ -245,6 +256,28 @@ def _record_pages(
         log.warning("could not record the pages of %s yet: %s", registered.path, exc)
 
 
+# -- duplicates ---------------------------------------------------------------------------------
+
+
+def find_duplicates(
+    factory: sessionmaker[Session], registered: Registered, extracted: Extracted, settings: Settings
+) -> DuplicateEvidence | None:
+    """The invoices already stored that this one may duplicate (evidence for `finalize`), and
+    its key (kept at save). None: not an invoice, no record, nothing to key it by, or off."""
+    if not settings.duplicates.enabled or extracted.record is None:
+        return None
+    if extracted.schema.schema_name != "invoice":
+        return None
+    key = invoice_key(extracted.record.model_dump(mode="json"))
+    if key is None:
+        return None
+    with factory() as session:
+        matches = store_duplicates.find_candidates(
+            session, registered.document_id, key, settings.duplicates
+        )
+    return DuplicateEvidence(key, matches)
+
+
 # -- save --------------------------------------------------------------------------------------
 
 
@@ -264,7 +297,15 @@ def save(
     outcomes = {
         name: stored_outcome(results[name], model, settings, seconds) for name in claims.ids
     }
-    saved = _save_with_retries(factory, claims, outcomes, force=force)
+    evidence = {name: r.duplicates for name, r in results.items() if r.duplicates is not None}
+    saved = _save_with_retries(
+        factory,
+        claims,
+        outcomes,
+        force=force,
+        document_id=registered.document_id,
+        evidence=evidence,
+    )
     rows = list(claims.skipped)
     for name, result in results.items():
         if not saved[name]:
@@ -295,18 +336,24 @@ def _save_with_retries(
     attempts: int = 3,
     *,
     force: bool = False,
+    document_id: int | None = None,
+    evidence: dict[str, DuplicateEvidence] | None = None,
 ) -> dict[str, bool]:
     """Every schema's outcome in one transaction, retried when the connection drops (the pool
     reconnects), so an hour of model work is not lost to a database blip."""
 
     def save() -> dict[str, bool]:
         with factory.begin() as session:
-            return {
+            saved = {
                 name: repo.save_outcome(
                     session, extraction_id, claims.worker, outcomes[name], force=force
                 )
                 for name, extraction_id in claims.ids.items()
             }
+            for name, found in (evidence or {}).items():  # the key, for the invoices after it
+                if saved.get(name) and document_id is not None:
+                    store_duplicates.save_evidence(session, claims.ids[name], document_id, found)
+            return saved
 
     return retry_on_disconnect(
         "store the results", save, attempts=attempts, delay_s=DB_RETRY_DELAY_S
@@ -345,6 +392,7 @@ def stored_outcome(
             "tiling": settings.tiling.strategy,
             "dpi": settings.raster.dpi,
             "max_new_tokens": settings.model.max_new_tokens,
+            **({"pages": result.pages} if result.pages else {}),
         },
         timings={
             **result.timings,

@@ -54,6 +54,7 @@ class ErrorCategory(enum.StrEnum):
     TIMEOUT = "timeout"
     IO_ERROR = "io_error"
     INTERNAL_ERROR = "internal_error"
+    BLANK = "blank"  # every page is blank (separator sheets, empty backs): nothing to read
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,31 @@ class ErrorItem:
 
 
 @dataclass(frozen=True)
+class PageFacts:
+    """What the pages stage (`pipeline.pages`) measured on a rendered page and did to it.
+
+    `content_mm2`: area of text-like ink (specks, fills and sheet edges left out), in mm².
+    `turned`: clockwise degrees (0, 90, 180, 270) the page was turned to stand upright, decided
+    `by` "ink", "osd" (Tesseract), or "none" (not sure: left as rendered; "off": not measured).
+    `skew`: degrees of small tilt corrected (counter-clockwise positive), 0.0 if none.
+    """
+
+    blank: bool = False
+    content_mm2: float | None = None
+    turned: int = 0
+    by: str = "off"
+    confidence: float | None = None
+    skew: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
 class PageImage:
-    """A rendered page, cached on disk as PNG. `number` is 1-based."""
+    """A rendered page, cached on disk as PNG. `number` is 1-based. `rotation` is the clockwise
+    rotation applied in all (/Rotate or EXIF, then the pages stage's turn); `facts` what the pages
+    stage found (None: it did not run)."""
 
     number: int
     path: Path
@@ -79,6 +103,11 @@ class PageImage:
     dpi: int
     render_seconds: float = 0.0
     rotation: int = 0
+    facts: PageFacts | None = None
+
+    @property
+    def blank(self) -> bool:
+        return self.facts is not None and self.facts.blank
 
 
 Box = tuple[int, int, int, int]

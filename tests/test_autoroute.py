@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageDraw
 from sqlalchemy import select
 
 from pipeline.backends.scripted import ScriptedModel, create, empty_record_json
@@ -35,7 +35,9 @@ def routes_to(name: str):  # type: ignore[no-untyped-def]
 def run(tmp_path: Path, settings: Settings, model: ScriptedModel) -> list[dict[str, object]]:
     path = tmp_path / "doc.png"
     if not path.exists():
-        Image.new("RGB", (600, 800), "white").save(path)
+        image = Image.new("RGB", (600, 800), "white")  # a white sheet alone would be blank
+        ImageDraw.Draw(image).text((40, 40), "INVOICE 2024-5847 ACME GmbH", fill="black")
+        image.save(path)
     factory = session_factory(open_database(settings.db_url.get_secret_value()))
     return [
         o.to_json()

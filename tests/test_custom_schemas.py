@@ -267,7 +267,7 @@ def test_a_custom_schema_has_one_name_everywhere_and_its_extractions_rerun(
 ) -> None:
     """Stored, shown and selected under one name (`receipt`, not `receipt.json`); a later
     process that never loaded the schema reloads it from its stored reference to rerun."""
-    from PIL import Image
+    from PIL import Image, ImageDraw
 
     from flows.rerun import rerun_document
     from pipeline.backends.scripted import empty_record_json
@@ -286,7 +286,9 @@ def test_a_custom_schema_has_one_name_everywhere_and_its_extractions_rerun(
     settings = Settings(schemas=[reference], model={"backend": "scripted"}, workers=1)
     model = ScriptedModel(lambda r, n: empty_record_json(r.json_schema), "scripted-empty")
     path = tmp_path / "scan.png"
-    Image.new("RGB", (300, 400), "white").save(path)
+    image = Image.new("RGB", (300, 400), "white")  # a white sheet alone would be blank
+    ImageDraw.Draw(image).text((20, 20), "RECEIPT 0042 total 12.50", fill="black")
+    image.save(path)
     factory = session_factory(open_database(sqlite_url))
     (outcome,) = process(factory, register(factory, path, settings), settings, model=model)
     assert outcome.schema == stored

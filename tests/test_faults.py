@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from fpdf import FPDF
-from PIL import Image, ImageStat
+from PIL import Image, ImageDraw, ImageStat
 from rich.console import Console
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
@@ -271,7 +271,7 @@ def test_a_name_that_is_not_utf8_is_stored_losslessly_and_shown(
     inbox.mkdir()
     raw = os.fsencode(inbox) + b"/bad\xff\xfename.png"
     with open(raw, "wb") as fh:
-        Image.new("RGB", (300, 400), "white").save(fh, format="PNG")
+        printed_page().save(fh, format="PNG")
     [path] = discover_all([inbox]).files
     settings = Settings(db_url=db_url, cache_dir=tmp_path / "cache", workers=1)
     factory = session_factory(open_database(db_url))
@@ -400,7 +400,7 @@ def test_a_file_that_vanishes_says_so(tmp_path: Path, settings: Settings) -> Non
 
 def test_a_unit_held_by_another_run_says_so(tmp_path: Path, db_url: str) -> None:
     png = tmp_path / "scan.png"
-    Image.new("RGB", (300, 400), "white").save(png)
+    printed_page().save(png)
     settings = Settings(db_url=db_url, cache_dir=tmp_path / "cache", workers=1)
     factory = session_factory(open_database(db_url))
     registered = register(factory, png, settings)
@@ -500,7 +500,7 @@ def test_a_read_only_cache_stops_the_document_and_gives_its_claim_back(
     (cache / "pages").mkdir()
     remount(cache, "ro")
     png = tmp_path / "scan.png"
-    Image.new("RGB", (300, 400), "white").save(png)
+    printed_page().save(png)
     settings = Settings(db_url=db_url, cache_dir=cache, workers=1)
     factory = session_factory(open_database(db_url))
     registered = register(factory, png, settings)
@@ -534,7 +534,7 @@ def test_a_database_lost_mid_document_stops_it_instead_of_recording_a_failure(
     tmp_path: Path, db_url: str, where: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     png = tmp_path / "scan.png"
-    Image.new("RGB", (300, 400), "white").save(png)
+    printed_page().save(png)
     settings = Settings(db_url=db_url, cache_dir=tmp_path / "cache", workers=1)
     factory = session_factory(open_database(db_url))
     registered = register(factory, png, settings)
@@ -576,3 +576,10 @@ def test_cli_read_only_cache_exits_4_then_a_plain_run_does_the_work(
     assert [(r["status"], r["did_work"]) for r in json.loads(again.stdout)] == [
         ("needs_review", True)
     ]
+
+
+def printed_page() -> Image.Image:
+    """A small page with a line of print (a white page is set aside as blank)."""
+    image = Image.new("RGB", (300, 400), "white")
+    ImageDraw.Draw(image).text((20, 20), "INVOICE 1  total 10.00", fill="black")
+    return image

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SHARED
-from PIL import Image
+from PIL import Image, ImageDraw
 from pydantic import SecretStr
 from sqlalchemy import select
 
@@ -52,8 +52,11 @@ def stored_text(settings: Settings) -> str:
 
 
 def png(tmp_path: Path) -> Path:
+    """A clean page with a line of print (a white sheet alone is a blank page: tests/test_pages)."""
     path = tmp_path / "scan.png"
-    Image.new("RGB", (600, 800), "white").save(path)
+    image = Image.new("RGB", (600, 800), "white")
+    ImageDraw.Draw(image).text((40, 40), "INVOICE 2024-5847  ACME GmbH  total 1,234.00", "black")
+    image.save(path)
     return path
 
 

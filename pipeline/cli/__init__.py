@@ -3,6 +3,7 @@
 - `common`: the app, shared options, the error-to-exit-code mapping, options -> settings
 - `run`: run, status, show, db upgrade;  `ops`: rerun, export, serve
 - `quality`: schemas, eval, ask;  `scale`: pool deploy / run;  `tiles`: what the model sees
+- `duplicates`: possible duplicate invoices, and marking a pair distinct
 - `review`: the review desk (`review`), the night's report (`report`), `eval --reviewed`
 - `server`: the background local Prefect server (start, status, stop) and `connect_prefect`
 - `output`: tables and JSON for the terminal
@@ -10,7 +11,16 @@
 
 import sys
 
-from pipeline.cli import ops, quality, review, run, scale, server, tiles  # noqa: F401 (register)
+from pipeline.cli import (  # noqa: F401 (register)
+    duplicates,
+    ops,
+    quality,
+    review,
+    run,
+    scale,
+    server,
+    tiles,
+)
 from pipeline.cli.common import app
 
 __all__ = ["app", "main"]

@@ -249,7 +249,13 @@ def document_json(document: Document, raw: bool = False) -> dict[str, Any]:
         "first_seen_at": iso_time(document.first_seen_at),
         "last_seen_at": iso_time(document.last_seen_at),
         "pages": [
-            {"number": p.number, "width": p.width, "height": p.height, "dpi": p.dpi}
+            {
+                "number": p.number,
+                "width": p.width,
+                "height": p.height,
+                "dpi": p.dpi,
+                "rotation": p.rotation,
+            }
             for p in document.pages
         ],
         "extractions": [_extraction_json(e, raw) for e in document.extractions],

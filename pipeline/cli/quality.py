@@ -33,6 +33,7 @@ from pipeline.cli.server import connect_prefect
 from pipeline.errors import ConfigError, InputError, ModelError
 from pipeline.evaluation import Case, GroundTruth, SchemaReport, evaluate, load_ground_truth
 from pipeline.ingest import ingest_file
+from pipeline.pages import prepare_raster
 from pipeline.prompts import PROMPT_VERSION
 from pipeline.render.raster import rasterize
 from pipeline.routing import AUTO
@@ -289,10 +290,12 @@ def ask(
         raise ConfigError(problem)
     settings = build_settings(None, **cli_overrides(model=model, backend=backend))
     try:
-        raster = rasterize(
-            ingest_file(file, settings.raster), settings.raster, settings.page_cache_dir
+        raster = prepare_raster(
+            rasterize(ingest_file(file, settings.raster), settings.raster, settings.page_cache_dir),
+            settings.pages,
         )
-        answer = ask_document(raster.pages, get_model(settings), settings, question)
+        readable = [p for p in raster.pages if not p.blank] or raster.pages
+        answer = ask_document(readable, get_model(settings), settings, question)
     except InputError as exc:
         err_console.print(f"[bold red]cannot read {str(file)!r}:[/] {exc.message} ({exc.category})")
         raise typer.Exit(1) from None

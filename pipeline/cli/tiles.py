@@ -27,6 +27,7 @@ from pipeline.cli.common import (
 from pipeline.errors import ConfigError, InputError
 from pipeline.geometry import ImageGeometry
 from pipeline.ingest import ingest_file
+from pipeline.pages import prepare_raster
 from pipeline.render.raster import rasterize
 from pipeline.settings import Settings
 from pipeline.tiling import tile_document, whole_page_tokens
@@ -88,7 +89,9 @@ def export_tiles(
         raise ConfigError(f"no such file: {str(path)!r}")
     geometry = create_model(settings).geometry
     file = ingest_file(path, settings.raster)
-    raster = rasterize(file, settings.raster, settings.page_cache_dir)
+    raster = prepare_raster(
+        rasterize(file, settings.raster, settings.page_cache_dir), settings.pages
+    )
     if page is not None and page > raster.page_count:
         raise ConfigError(
             f"--page {page} is past the last page of {str(path)!r} ({raster.page_count} pages)"

@@ -63,4 +63,6 @@ class TileFeed:
     def _read(self) -> Iterator[tuple[int, Image.Image]]:
         for page in self._pages:
             self.seen.append(page.number)
+            if page.blank:  # set aside by the pages stage: no tiles, no model call
+                continue
             yield page.number, open_page(page)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.duplicates import DuplicateEvidence
 from pipeline.types import ErrorCategory, ErrorItem, Status
 from schemas.base import ExtractionSchema
 
@@ -65,6 +66,8 @@ class ExtractionResult:
     timings: dict[str, float] = field(default_factory=dict)
     route: dict[str, Any] | None = None  # the routing decision, when `--schema auto` chose this
     field_confidence: dict[str, Any] | None = None  # per field path: confidence and evidence
+    pages: dict[str, Any] | None = None  # the pages stage: blank pages, pages turned upright
+    duplicates: DuplicateEvidence | None = None  # this invoice's key and the stored ones it may be
 
     @property
     def error_category(self) -> ErrorCategory | None:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.backends import VisionModel
 from pipeline.errors import InputError, ModelError
+from pipeline.pages import all_blank_error
 from pipeline.prompts import PROMPT_VERSION
 from pipeline.render.raster import RasterResult
 from pipeline.routing.classify import AUTO, ROUTING_PROMPT_VERSION, Route, route
@@ -61,7 +62,11 @@ def plan_schemas(
         if input_error is not None:
             return SchemaPlan([*names, AUTO], failure=input_error)
         try:
-            chosen = route(pages().pages, model, settings, settings.routing.candidates)
+            rendered = pages().pages
+            if rendered and all(p.blank for p in rendered):
+                return SchemaPlan([*names, AUTO], failure=all_blank_error(rendered))
+            readable = [p for p in rendered if not p.blank]
+            chosen = route(readable, model, settings, settings.routing.candidates)
         except InputError as exc:
             return SchemaPlan([*names, AUTO], failure=ErrorItem(exc.category, exc.message))
         except ModelError as exc:

@@ -7,16 +7,19 @@ append-only, one row per status change, so nothing about an earlier attempt is l
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Date,
     DateTime,
     ForeignKey,
     Index,
     MetaData,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -276,3 +279,47 @@ class Review(Base):
     prompt_version: Mapped[str] = mapped_column(String(32))
     previous_status: Mapped[str] = mapped_column(String(16))
     version: Mapped[int]  # the extraction's version this decision wrote
+
+
+class DuplicateKey(Base):
+    """What identifies a stored invoice, one row per seller identity it has (VAT id, IBAN,
+    normalized name), written when its extraction is saved (revision 0004): the duplicate check
+    of a new invoice reads these through their indexes, never every record."""
+
+    __tablename__ = "duplicate_keys"
+    __table_args__ = (
+        UniqueConstraint("extraction_id", "seller_key", name="uq_duplicate_keys_extraction_seller"),
+        Index("ix_duplicate_keys_seller_number", "seller_key", "number_key"),
+        Index("ix_duplicate_keys_seller_date", "seller_key", "issue_date"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    extraction_id: Mapped[int] = mapped_column(ForeignKey("extractions.id", ondelete="CASCADE"))
+    document_id: Mapped[int] = mapped_column(
+        ForeignKey("documents.id", ondelete="CASCADE"), index=True
+    )
+    seller_key: Mapped[str] = mapped_column(String(160))
+    number_key: Mapped[str | None] = mapped_column(String(64))
+    total: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
+    issue_date: Mapped[date | None] = mapped_column(Date)
+    label: Mapped[str] = mapped_column(Text)
+
+
+class DuplicatePair(Base):
+    """A possible duplicate found: `document_id` (the later one, whose record went to review)
+    may be the same invoice as `original_id`. A person who marks the pair distinct clears the
+    reason; the check never raises the pair again."""
+
+    __tablename__ = "duplicate_pairs"
+    __table_args__ = (UniqueConstraint("document_id", "original_id", name="uq_duplicate_pairs"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
+    original_id: Mapped[int] = mapped_column(
+        ForeignKey("documents.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))  # same_number or near
+    reason: Mapped[str] = mapped_column(Text)
+    found_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    distinct_at: Mapped[datetime | None]
+    distinct_by: Mapped[str | None] = mapped_column(String(255))

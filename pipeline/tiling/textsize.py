@@ -65,7 +65,7 @@ class TextMeasure:
 def measure_text(image: Image.Image) -> TextMeasure:
     """Measure the text of a page image (any mode; converted to greyscale)."""
     gray = image if image.mode == "L" else image.convert("L")
-    ink = _without_border_runs(ink_mask(np.asarray(gray)))
+    ink = without_border_runs(ink_mask(np.asarray(gray)))
     x_heights, heights, weights = _line_samples(ink)
     if len(x_heights) == 0:
         return TextMeasure(None, None, _content_bands(ink, gap=4, min_ink=16))
@@ -92,7 +92,7 @@ def ink_mask(gray: np.ndarray) -> np.ndarray:
     return gray < full * _INK_FACTOR
 
 
-def _without_border_runs(ink: np.ndarray) -> np.ndarray:
+def without_border_runs(ink: np.ndarray) -> np.ndarray:
     """`ink` minus the runs that touch the image edge along rows and columns: the dark wedges
     of a tilted photo or scan, and scanner shadows, are background, not content."""
     ink = ink.copy()

@@ -1,0 +1,202 @@
+"""Which way is up: a page's orientation (0/90/180/270) and small skew, measured on its ink or
+asked of Tesseract's orientation detection (OSD).
+
+The ink measure (numpy only, ~50 ms a page):
+- axis: text lines are horizontal where closing gaps of about 1 mm along a direction merges the
+  ink into the longest runs (letters into words and lines; across lines the gaps stay open);
+- up or down: in each text line, the ink above its x-height core (capitals, digits, ascenders)
+  outweighs the ink below it (descenders) when the page is upright; summed over every line.
+Its confidence grows with both margins and with the number of lines; a sparse page (a few
+words) is not sure, and Tesseract, which reads letter shapes, is asked (`auto`). A page no
+method is sure about is left as rendered: turning a page on a guess is worse than not turning.
+
+Skew: the angle within ±max_skew_deg at which the rows of ink are sharpest (the sum of squares
+of the row profile of the ink sheared by that angle), coarse then fine.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from io import BytesIO
+
+import numpy as np
+from PIL import Image
+
+from pipeline.pages.ink import Ink
+from pipeline.settings import PagesSettings
+from pipeline.tiling.textsize import percentile_90, runs
+
+log = logging.getLogger(__name__)
+
+GAP_MM = 1.0  # gaps closed along a direction: between letters, not between lines
+OSD_MAX_DPI = 200  # Tesseract reads orientation as well at 200 DPI as at 400, in half the time
+OSD_TIMEOUT_S = 30.0
+_OSD_ROTATE = re.compile(r"Rotate:\s*(\d+)")
+_OSD_CONFIDENCE = re.compile(r"Orientation confidence:\s*([\d.]+)")
+_MIN_SKEW_POINTS = 500  # fewer ink pixels: too little text to measure a tilt
+
+
+@dataclass(frozen=True)
+class Guess:
+    """A clockwise turn (0, 90, 180, 270) that makes the page upright, who said so, how sure."""
+
+    turn: int
+    by: str
+    confidence: float
+
+
+def orient(image: Image.Image, ink: Ink, dpi: int, settings: PagesSettings) -> Guess:
+    """The turn that stands the page upright, by `settings.orientation`; `Guess(0, "none", c)`
+    when no method is sure enough, `Guess(0, "off", 0)` when orientation is off."""
+    method = settings.orientation
+    if method == "off":
+        return Guess(0, "off", 0.0)
+    by_ink = ink_orientation(ink) if method in ("auto", "ink") else None
+    if by_ink is not None and (method == "ink" or by_ink.confidence >= settings.ink_min_confidence):
+        return by_ink if by_ink.confidence >= settings.ink_min_confidence else _unsure(by_ink)
+    by_osd = osd_orientation(image, dpi)
+    if by_osd is not None and by_osd.confidence >= settings.osd_min_confidence:
+        return by_osd
+    best = max(
+        (g for g in (by_ink, by_osd) if g is not None), key=lambda g: g.confidence, default=None
+    )
+    return _unsure(best)
+
+
+def _unsure(guess: Guess | None) -> Guess:
+    return Guess(0, "none", round(guess.confidence, 3) if guess else 0.0)
+
+
+# -- the ink measure ---------------------------------------------------------------------------
+
+
+def ink_orientation(ink: Ink) -> Guess:
+    """The ink measure's turn and its confidence (0..1)."""
+    gap = max(1, round(GAP_MM * ink.dpi / 25.4))
+    along_rows = _mean_run_after_closing(ink.mask, gap)
+    along_cols = _mean_run_after_closing(ink.mask.T, gap)
+    horizontal = along_rows >= along_cols
+    ratio = max(along_rows, along_cols) / max(min(along_rows, along_cols), 1e-9)
+    upright = ink.mask if horizontal else np.rot90(ink.mask, -1)  # vertical lines: turn 90 cw
+    # a tilt of a few degrees smears each line over its neighbours in the strips: straighten
+    # first (a tilt is the same angle whichever way up the page is)
+    tilt = measure_skew(Ink(upright, ink.dpi), 5.0)
+    lean, lines = ascender_lean(_straightened(upright, tilt) if tilt else upright)
+    turn = (0 if lean >= 0 else 180) if horizontal else (90 if lean >= 0 else 270)
+    axis_sure = min(1.0, max(0.0, ratio - 1.0))  # lines twice as long as across: sure
+    lean_sure = min(1.0, abs(lean) / 0.3) * min(1.0, lines / 12)
+    return Guess(turn, "ink", round(min(axis_sure, lean_sure), 3))
+
+
+def _straightened(mask: np.ndarray, angle: float) -> np.ndarray:
+    """`mask` with each column shifted so that lines tilted by `angle` degrees lie flat."""
+    height, width = mask.shape
+    shift = np.round((np.arange(width) - width / 2) * math.tan(math.radians(angle))).astype(int)
+    rows = np.arange(height)[:, None] + shift[None, :]
+    inside = (rows >= 0) & (rows < height)
+    return inside & mask[rows.clip(0, height - 1), np.arange(width)[None, :]]
+
+
+def _mean_run_after_closing(mask: np.ndarray, gap: int) -> float:
+    """Mean length of the ink runs along each row once gaps of at most `gap` px are closed."""
+    if not mask.any():
+        return 0.0
+    width = mask.shape[1]
+    index = np.arange(width)[None, :]
+    before = np.maximum.accumulate(np.where(mask, index, -(10**6)), axis=1)
+    after = np.minimum.accumulate(np.where(mask, index, 10**6)[:, ::-1], axis=1)[:, ::-1]
+    closed = mask | ((after - before) <= gap + 1)
+    starts = int((closed[:, 1:] & ~closed[:, :-1]).sum() + closed[:, 0].sum())
+    return float(closed.sum()) / max(starts, 1)
+
+
+def ascender_lean(mask: np.ndarray) -> tuple[float, int]:
+    """(above - below) / (above + below) of the ink outside each text line's x-height core,
+    over every line of every vertical strip (positive: upright), and the number of lines."""
+    height, width = mask.shape
+    strip = max(32, width // 12)
+    above = below = 0.0
+    lines = 0
+    for left in range(0, width, strip):
+        counts = mask[:, left : left + strip].sum(axis=1)
+        strip_width = min(strip, width - left)
+        for top, bottom in runs(counts >= 1):
+            band = counts[top:bottom]
+            size = bottom - top
+            if size < 3 or size > height / 15 or band.sum() > 0.45 * size * strip_width:
+                continue  # a rule, a picture or a fill, not a line of text
+            core = np.flatnonzero(band >= 0.4 * percentile_90(band))
+            above += float(band[: core[0]].sum())
+            below += float(band[core[-1] + 1 :].sum())
+            lines += 1
+    return (above - below) / max(above + below, 1.0), lines
+
+
+# -- Tesseract ---------------------------------------------------------------------------------
+
+
+def osd_orientation(image: Image.Image, dpi: int) -> Guess | None:
+    """Tesseract's OSD (`tesseract - - --psm 0`) on the page: its clockwise turn and its
+    confidence (about 0-20; above 2 is usually right). None when Tesseract is not installed, or
+    finds too few letters, or fails."""
+    binary = shutil.which("tesseract")
+    if binary is None:
+        return None
+    if dpi > OSD_MAX_DPI:
+        factor = math.ceil(dpi / OSD_MAX_DPI)
+        image, dpi = image.reduce(factor), dpi // factor
+    buffer = BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    try:
+        done = subprocess.run(
+            [binary, "-", "-", "--psm", "0", "--dpi", str(dpi)],
+            input=buffer.getvalue(),
+            capture_output=True,
+            timeout=OSD_TIMEOUT_S,
+            env={"OMP_THREAD_LIMIT": "1", "PATH": "/usr/bin:/bin"},
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("tesseract OSD failed: %s", exc)
+        return None
+    text = done.stdout.decode(errors="replace")
+    turn, confidence = _OSD_ROTATE.search(text), _OSD_CONFIDENCE.search(text)
+    if done.returncode != 0 or turn is None or confidence is None:
+        return None  # "Too few characters", an image without text
+    return Guess(int(turn[1]) % 360, "osd", round(float(confidence[1]), 2))
+
+
+# -- skew --------------------------------------------------------------------------------------
+
+
+def measure_skew(ink: Ink, max_deg: float) -> float:
+    """The page's tilt in degrees (counter-clockwise turn that straightens it), within
+    ±`max_deg`; 0.0 when there is too little ink to tell or the best angle is at the limit
+    (more tilted than this measures)."""
+    ys, xs = np.nonzero(ink.mask)
+    if ys.size < _MIN_SKEW_POINTS:
+        return 0.0
+    if ys.size > 80_000:  # a sample is as sharp and keeps the cost flat
+        pick = np.random.default_rng(0).choice(ys.size, 80_000, replace=False)
+        ys, xs = ys[pick], xs[pick]
+    xs = xs - xs.mean()
+    coarse = _sharpest(ys, xs, np.arange(-max_deg, max_deg + 1e-9, 0.25))
+    if abs(coarse) >= max_deg:
+        return 0.0
+    return round(_sharpest(ys, xs, np.arange(coarse - 0.25, coarse + 0.2501, 0.05)), 2)
+
+
+def _sharpest(ys: np.ndarray, xs: np.ndarray, angles: np.ndarray) -> float:
+    best, best_score = 0.0, -1.0
+    for angle in angles:
+        rows = np.round(ys - xs * math.tan(math.radians(angle))).astype(np.int64)
+        counts = np.bincount(rows - rows.min())
+        score = float(np.dot(counts, counts))
+        if score > best_score:
+            best, best_score = float(angle), score
+    return best
