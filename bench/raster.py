@@ -190,6 +190,7 @@ def startup(tmp: Path, dpi: int, repeat: int) -> dict[str, float]:
     from pipeline.ingest import ingest_file
     from pipeline.render import raster
     from pipeline.render.client import Workers
+    from pipeline.render.source import VerifiedSource
     from pipeline.settings import RasterSettings
 
     def empty_worker() -> None:
@@ -207,8 +208,9 @@ def startup(tmp: Path, dpi: int, repeat: int) -> dict[str, float]:
         file = ingest_file(docs[1], settings)
 
         def info(settings: RasterSettings = settings, file: Any = file) -> None:
-            with Workers(tmp) as workers:
-                raster._fetch_info(file, "pdf", settings, None, time.monotonic() + 60, workers)
+            with Workers(tmp) as workers, VerifiedSource(file.path, file.sha256, tmp) as source:
+                deadline = time.monotonic() + 60
+                raster._fetch_info(file, source, "pdf", settings, None, deadline, workers)
 
         figures[f"'info' step, 1-page PDF, {renderer}"] = _median_s(info, repeat)
         for pages, pdf in docs.items():

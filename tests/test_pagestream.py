@@ -132,7 +132,7 @@ def test_pages_still_rendering_at_the_deadline_fail_as_timeout(
         return RasterResult(3, pages, [])
 
     def slow(req: VisionRequest, number: int) -> str:
-        time.sleep(0.4)
+        time.sleep(1.0)  # page 2 is still with the model at the deadline, page 1 is done
         return invoice(req, number)
 
     settings.model.batch_size = 1
@@ -140,7 +140,7 @@ def test_pages_still_rendering_at_the_deadline_fail_as_timeout(
     extraction_ended = threading.Timer(6.0, release.set)  # a safety net: never hang the test
     extraction_ended.start()
     try:
-        extracted = extract(stream, Invoice, ScriptedModel(slow), settings, timeout_s=2.0)
+        extracted = extract(stream, Invoice, ScriptedModel(slow), settings, timeout_s=1.5)
     finally:
         release.set()
         extraction_ended.cancel()

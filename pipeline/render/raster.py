@@ -9,19 +9,12 @@ pages), and `document_timeout_s` for the whole document. A page that fails becom
 poppler or pdfium); a file it cannot open is described by the fallback (`settings.fallback`) and
 rendered with it, and pages it fails, times out or crashes on are retried one by one with it.
 
-Cache layout, keyed by content only: `cache_dir/sha[:2]/sha/p0001-200dpi.png`, plus `info.json`
-(page count, page sizes, the renderer that described the file) so that a fully cached document
-starts no subprocess. Pages are the same whichever renderer drew them: switching renderers keeps
-the cache.
+The cache layout and what is left to render are `pipeline.render.cache`'s.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
-import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -29,20 +22,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from pipeline.errors import ConfigError, InfrastructureError, InputError
 from pipeline.ingest import IMAGE_TYPES, PDF, IngestedFile
+from pipeline.render.cache import (
+    INFO_FILE,
+    Step,
+    cache_complete,
+    cached_info,
+    document_cache_dir,
+    expected_size,
+    fit_dpi,
+    page_cache_path,
+    plan,
+    size_matches,
+    write_json,
+)
 from pipeline.render.client import WorkerCrashed, Workers, WorkerTimedOut
-from pipeline.render.common import CACHE, DocumentError, cache_writes, pixels_at
+from pipeline.render.common import CACHE, DocumentError, cache_writes
 from pipeline.render.source import VerifiedSource
 from pipeline.settings import RasterSettings
 from pipeline.types import ErrorCategory, ErrorItem, PageImage
 
 log = logging.getLogger(__name__)
-
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_INFO_FILE = "info.json"
 
 
 @dataclass(frozen=True)
@@ -52,42 +53,6 @@ class RasterResult:
     page_count: int
     pages: list[PageImage]
     errors: list[ErrorItem]
-
-
-@dataclass(frozen=True)
-class _Step:
-    renderer: str  # "poppler", "pdfium" or "pillow"
-    dpi: int
-    pages: tuple[int, ...]  # contiguous, 1-based
-
-
-def document_cache_dir(cache_dir: Path, sha256: str) -> Path:
-    """`cache_dir/sha[:2]/sha`. Raises ValueError unless `sha256` is 64 lowercase hex digits."""
-    if not _SHA256.fullmatch(sha256):
-        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
-    return Path(cache_dir) / sha256[:2] / sha256
-
-
-def page_cache_path(cache_dir: Path, sha256: str, page: int, dpi: int) -> Path:
-    """Where page `page` (1-based) of the document `sha256` rendered at `dpi` is cached."""
-    return document_cache_dir(cache_dir, sha256) / f"p{page:04d}-{dpi}dpi.png"
-
-
-def fit_dpi(width_pt: float, height_pt: float, dpi: int, max_pixels: int) -> int | None:
-    """The largest DPI <= `dpi` at which a page of this size (points) has <= `max_pixels` pixels.
-
-    Sizes round up as in poppler (`pixels_at`). Returns None when not even 1 DPI fits.
-    """
-
-    def pixels(d: int) -> int:
-        return pixels_at(width_pt, d) * pixels_at(height_pt, d)
-
-    if pixels(dpi) <= max_pixels:
-        return dpi
-    d = min(dpi, int(72 * math.sqrt(max_pixels / (width_pt * height_pt))))
-    while d >= 1 and pixels(d) > max_pixels:
-        d -= 1
-    return d if d >= 1 else None
 
 
 def rasterize(
@@ -124,13 +89,13 @@ def rasterize(
     # after it was hashed must not put other bytes' pages in the cache (see render/source.py).
     with Workers(doc_dir) as workers, VerifiedSource(file.path, file.sha256, doc_dir) as source:
         # Pages opened with a password are never described from the cache without one.
-        info = _cached_info(doc_dir, settings) if password is None else None
+        info = cached_info(doc_dir, settings) if password is None else None
         if info is None:
             info = _fetch_info(file, source, kind, settings, password, deadline, workers)
             if password is None:
-                _write_json(doc_dir / _INFO_FILE, info)
+                write_json(doc_dir / INFO_FILE, info)
         _check_page_count(file, info, settings)
-        pages, errors, steps = _plan(file, info, settings, cache_dir)
+        pages, errors, steps = plan(file, info, settings, cache_dir)
         for page in pages if on_page else ():
             on_page(page, info["page_count"])  # type: ignore[misc]
         password = password if info["use_password"] else None
@@ -156,27 +121,6 @@ def _kind(file: IngestedFile) -> str:
         ErrorCategory.NOT_A_DOCUMENT,
         f"{file.path.name!r} has media type {file.media_type!r}: not a PDF or image",
     )
-
-
-def cache_complete(file: IngestedFile, settings: RasterSettings, cache_dir: Path) -> bool:
-    """True when every page of `file` is cached as `rasterize` would render it now (same DPI
-    fitting, same validity checks), so extraction needs no source file."""
-    info = _cached_info(document_cache_dir(cache_dir, file.sha256), settings)
-    if info is None:
-        return False
-    _pages, _errors, steps = _plan(file, info, settings, cache_dir)
-    return not steps
-
-
-def _cached_info(doc_dir: Path, settings: RasterSettings) -> dict[str, Any] | None:
-    try:
-        info = json.loads((doc_dir / _INFO_FILE).read_text())
-        complete = len(info["pages"]) >= min(info["page_count"], settings.max_pages)
-    except (OSError, ValueError, KeyError, TypeError):  # absent or unreadable: describe again
-        return None
-    if info.get("renderer") not in ("pillow", settings.renderer, settings.fallback):
-        return None  # described by a renderer no longer allowed: describe again
-    return info if complete else None
 
 
 def _fetch_info(
@@ -245,88 +189,6 @@ def _check_page_count(file: IngestedFile, info: dict[str, Any], settings: Raster
         )
 
 
-def _plan(
-    file: IngestedFile, info: dict[str, Any], settings: RasterSettings, cache_dir: Path
-) -> tuple[list[PageImage], list[ErrorItem], list[_Step]]:
-    """Cached pages, pages that cannot be rendered at all, and chunks for the rest."""
-    pages: list[PageImage] = []
-    errors: list[ErrorItem] = []
-    todo: list[tuple[int, int]] = []  # (page, dpi)
-    for number, page in enumerate(info["pages"], start=1):
-        dpi, error = _page_dpi(page, info["renderer"], settings)
-        if error is not None:
-            errors.append(ErrorItem(error[0], f"page {number}: {error[1]}", number))
-            continue
-        assert dpi is not None
-        path = page_cache_path(cache_dir, file.sha256, number, dpi)
-        size = _cached_size(path)
-        if size is None:
-            todo.append((number, dpi))
-        else:
-            pages.append(PageImage(number, path, *size, dpi, 0.0, page["rotate"]))
-    steps: list[_Step] = []
-    for number, dpi in todo:
-        last = steps[-1] if steps else None
-        # The first page to render goes alone: poppler hands over a chunk when all of it is
-        # done, and the model should not wait for four pages to start on the first.
-        chunk = 1 if len(steps) == 1 else settings.chunk_pages
-        if last and last.dpi == dpi and last.pages[-1] == number - 1 and len(last.pages) < chunk:
-            steps[-1] = _Step(last.renderer, dpi, (*last.pages, number))
-        else:
-            steps.append(_Step(info["renderer"], dpi, (number,)))
-    return pages, errors, steps
-
-
-def _cached_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) of a cached page, or None to render it (again)."""
-    try:
-        with Image.open(path) as im:  # our own PNG: only the header is read
-            return im.size
-    except FileNotFoundError:
-        return None
-    except OSError:  # damaged on disk: render it again
-        path.unlink(missing_ok=True)
-        return None
-
-
-def _page_dpi(
-    page: dict[str, Any], renderer: str, settings: RasterSettings
-) -> tuple[int | None, tuple[ErrorCategory, str] | None]:
-    width, height, cap = page["w"], page["h"], settings.max_page_pixels
-    if width < 1 or height < 1:
-        return None, (ErrorCategory.CORRUPT, f"the page is empty or unreadable ({width}x{height})")
-    if renderer == "pillow":
-        if width * height > cap:
-            return None, (
-                ErrorCategory.TOO_LARGE,
-                f"{width}x{height} px is above "
-                f"max_page_pixels={cap}; raise DOCEXTRACT_RASTER__MAX_PAGE_PIXELS",
-            )
-        return page["dpi"] or settings.dpi, None
-    dpi = fit_dpi(width, height, settings.dpi, cap)
-    if dpi is None:
-        return None, (
-            ErrorCategory.TOO_LARGE,
-            f"{width} x {height} pt does not fit max_page_pixels={cap} even at 1 DPI",
-        )
-    return dpi, None
-
-
-def _expected_size(page: dict[str, Any], dpi: int, renderer: str) -> tuple[int, int] | None:
-    """Pixel size of a PDF page at `dpi`, either orientation; None for images (kept as is)."""
-    if renderer == "pillow":
-        return None
-    return pixels_at(page["w"], dpi), pixels_at(page["h"], dpi)
-
-
-def _size_matches(size: tuple[int, int], expected: tuple[int, int]) -> bool:
-    """Either orientation, within 1 px: pdfinfo prints sizes to 6 significant digits and pdfium
-    reads them as 32-bit floats, so a page drawn by the renderer that did not describe the file
-    can round the other way. The check is for poppler's 1x1 stand-in of a page it ran out of
-    memory on, which no tolerance hides."""
-    return all(abs(a - b) <= 1 for a, b in zip(sorted(size), sorted(expected), strict=True))
-
-
 def _request(
     source: VerifiedSource,
     kind: str,
@@ -375,9 +237,9 @@ class _DocumentRender:
         self.on_page = on_page
         self.pages: list[PageImage] = []
         self.errors: list[ErrorItem] = []
-        self._retries: list[_Step] = []
+        self._retries: list[Step] = []
 
-    def run(self, steps: list[_Step], workers: Workers) -> None:
+    def run(self, steps: list[Step], workers: Workers) -> None:
         """Render until every page of `steps` is a page or an error. Each request consumes at
         least one step, and only steps of the primary renderer are retried (with the fallback),
         so this ends."""
@@ -390,7 +252,7 @@ class _DocumentRender:
     def _step_end(self) -> float:
         return min(time.monotonic() + self.settings.render_timeout_s, self.deadline)
 
-    def _run_request(self, steps: list[_Step], workers: Workers) -> list[_Step]:
+    def _run_request(self, steps: list[Step], workers: Workers) -> list[Step]:
         """Run `steps` in one request; return the steps still to run."""
         request = _request(
             self.source,
@@ -451,11 +313,11 @@ class _DocumentRender:
                 self._fail(steps[current], number, category, why, retry=True)
         return self._retries + steps[current + 1 :]
 
-    def _on_page(self, step: _Step, event: dict[str, Any]) -> None:
+    def _on_page(self, step: Step, event: dict[str, Any]) -> None:
         number, size = event["page"], (event["width"], event["height"])
         page = self.info["pages"][number - 1]
-        expected = _expected_size(page, step.dpi, self.info["renderer"])
-        if expected and not _size_matches(size, expected):
+        expected = expected_size(page, step.dpi, self.info["renderer"])
+        if expected and not size_matches(size, expected):
             # pdftoppm writes a 1x1 page when its bitmap cannot be allocated.
             self._path(number, step.dpi).unlink(missing_ok=True)
             self._fail(
@@ -476,14 +338,14 @@ class _DocumentRender:
             self.on_page(image, self.info["page_count"])
 
     def _fail(
-        self, step: _Step, number: int, category: ErrorCategory, why: str, retry: bool
+        self, step: Step, number: int, category: ErrorCategory, why: str, retry: bool
     ) -> None:
         fallback = self.settings.fallback
         if retry and fallback is not None and step.renderer == self.settings.renderer:
             log.debug(
                 "%s page %d: %s; retrying with %s", self.file.path.name, number, why, fallback
             )
-            self._retries.append(_Step(fallback, step.dpi, (number,)))
+            self._retries.append(Step(fallback, step.dpi, (number,)))
         else:
             self.errors.append(ErrorItem(category, f"page {number}: {why}", number))
 
@@ -494,12 +356,12 @@ def _nothing_rendered(file: IngestedFile, errors: list[ErrorItem]) -> InputError
     return InputError(category, f"{file.path.name!r}: no page could be rendered; {first.message}")
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with cache_writes(path.parent):
-            tmp.write_text(json.dumps(data))
-            os.replace(tmp, path)  # readers never see half a file
-    except DocumentError as exc:
-        tmp.unlink(missing_ok=True)
-        raise InfrastructureError(exc.message) from exc
+# The cache layout is part of what callers take from here (reruns, the review desk, tests).
+__all__ = [
+    "RasterResult",
+    "cache_complete",
+    "document_cache_dir",
+    "fit_dpi",
+    "page_cache_path",
+    "rasterize",
+]
