@@ -9,15 +9,21 @@ every document done (or names an unknown device) never pays their 3-7 s import.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pipeline.backends.decoding import LogprobRecorder, RowBudget, StopWhen
+from pipeline.backends.devices import (
+    PLAIN_DEVICE,
+    parse_device,
+    quantization_config,
+    resolve_device,
+    resolve_dtype,
+)
 from pipeline.backends.grammar import JsonSchemaLogitsProcessor
 from pipeline.backends.hub import check_available, resolve_source
 from pipeline.backends.random_llava import (
@@ -35,85 +41,6 @@ if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
-
-_DEVICE_TYPES = ("cpu", "cuda")
-_PLAIN_DEVICE = re.compile(r"auto|(cpu|cuda)(:\d+)?")
-
-
-def parse_device(name: str) -> torch.device | None:
-    """The torch device named by a setting (None for 'auto'). Raises ConfigError if unknown."""
-    if name == "auto":
-        return None
-    import torch
-
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError) as error:
-        raise ConfigError(
-            f"Unknown device {name!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N' "
-            "(DOCEXTRACT_MODEL__DEVICE)."
-        ) from error
-    if device.type not in _DEVICE_TYPES:
-        raise ConfigError(
-            f"Device {name!r} is not supported: use 'auto' or one of {', '.join(_DEVICE_TYPES)}."
-        )
-    return device
-
-
-def resolve_device(name: str) -> torch.device:
-    """The device to load on: 'auto' is CUDA when torch sees a GPU, else CPU.
-
-    Raises ConfigError for an unknown device or one this machine does not have.
-    """
-    import torch
-
-    device = parse_device(name)
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0 or (device.index or 0) >= count:
-            raise ConfigError(
-                f"Device {name!r} asked for, but torch {torch.__version__} sees {count} CUDA "
-                "GPU(s). Set DOCEXTRACT_MODEL__DEVICE=auto or cpu, or install a CUDA build of "
-                "torch."
-            )
-    return device
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """'auto': bfloat16 on GPUs that support it, float16 on older GPUs, float32 on CPU."""
-    import torch
-
-    if name != "auto":
-        return getattr(torch, name)
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
-
-
-def quantization_config(kind: str, device: torch.device, dtype: torch.dtype) -> Any | None:
-    """bitsandbytes settings for '4bit'/'8bit' (None for 'none'). Raises ConfigError off-GPU."""
-    if kind == "none":
-        return None
-    if kind not in ("4bit", "8bit"):
-        raise ConfigError(f"Unknown quantization {kind!r}: use 'none', '4bit' or '8bit'.")
-    if device.type != "cuda":
-        raise ConfigError(
-            f"Quantization {kind!r} needs a CUDA GPU (bitsandbytes), but the model "
-            f"device is {str(device)!r}. Set DOCEXTRACT_MODEL__QUANTIZATION=none."
-        )
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise ConfigError(
-            f"Quantization {kind!r} needs bitsandbytes: pip install 'docextract[gpu]'."
-        )
-    from transformers import BitsAndBytesConfig
-
-    if kind == "4bit":
-        return BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype
-        )
-    return BitsAndBytesConfig(load_in_8bit=True)
 
 
 def geometry_of(processor: Any, fallback: ImageGeometry) -> ImageGeometry:
@@ -166,7 +93,7 @@ class TransformersVisionModel:
         local_files_only: bool | None = None,
         prepare: Callable[[], object] | None = None,
     ) -> None:
-        if not _PLAIN_DEVICE.fullmatch(settings.device):  # checked without importing torch
+        if not PLAIN_DEVICE.fullmatch(settings.device):  # checked without importing torch
             parse_device(settings.device)  # an unknown device fails now, not after a download
         self.source = source
         self.settings = settings
@@ -313,12 +240,12 @@ class TransformersVisionModel:
             pad_token_id=pad,
             max_new_tokens=caps,
         )
-        recorder = _LogprobRecorder()
-        stopping: list[Any] = [_RowBudget(batch.inputs["input_ids"].shape[1], caps)]
+        recorder = LogprobRecorder()
+        stopping: list[Any] = [RowBudget(batch.inputs["input_ids"].shape[1], caps)]
         if timeout_s is not None:
             stopping.append(MaxTimeCriteria(max_time=timeout_s))
         if should_stop is not None:
-            stopping.append(_StopWhen(should_stop))
+            stopping.append(StopWhen(should_stop))
         try:
             inputs = batch.inputs.to(self.device, dtype=self.model.dtype)
             prompt_length = inputs["input_ids"].shape[1]
@@ -429,69 +356,6 @@ class PreparedBatch:
 
     requests: list[VisionRequest]
     inputs: Any
-
-
-class _RowBudget:
-    """Stopping criterion (duck-typed, as `_LogprobRecorder` is a logits processor): ends each
-    row at its own token cap; `generate()` pads it while the others go on."""
-
-    def __init__(self, prompt_length: int, caps: Sequence[int]) -> None:
-        import torch
-
-        self.prompt_length = prompt_length
-        self.caps = torch.tensor(caps)
-
-    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
-        generated = input_ids.shape[1] - self.prompt_length
-        return (generated >= self.caps).to(input_ids.device)
-
-
-class _StopWhen:
-    """Stopping criterion (duck-typed, as `_RowBudget`): ends every row at the next step once
-    `should_stop()` is true."""
-
-    def __init__(self, should_stop: Callable[[], bool]) -> None:
-        self.should_stop = should_stop
-
-    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
-        import torch
-
-        stop = self.should_stop()
-        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
-
-
-class _LogprobRecorder:
-    """Logits processor placed last: log-probability of each chosen token, under the final
-    (grammar-masked, renormalised) distribution, as vLLM reports it with structured outputs.
-
-    Keeps one (batch,) vector per step instead of `output_scores`' (batch, vocab) per step,
-    which would cost gigabytes at batch 32 x 768 steps x 32k vocab.
-    """
-
-    def __init__(self) -> None:
-        self._chosen: list[torch.Tensor] = []
-        self._last: torch.Tensor | None = None
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        if self._last is not None:  # input_ids now ends with the token chosen from _last
-            self._chosen.append(self._last.gather(1, input_ids[:, -1:]).squeeze(1))
-        import torch
-
-        self._last = torch.log_softmax(scores.float(), dim=-1)
-        return scores
-
-    def finish(self, new_tokens: torch.Tensor) -> torch.Tensor:
-        """(batch, steps) float32 on CPU, aligned with the generated tokens."""
-        steps = new_tokens.shape[1]
-        chosen = self._chosen[:steps]
-        if len(chosen) < steps and self._last is not None:  # the last token saw no next call
-            last = new_tokens[:, len(chosen) : len(chosen) + 1]
-            chosen.append(self._last.gather(1, last).squeeze(1))
-        import torch
-
-        if not chosen:
-            return torch.zeros(new_tokens.shape, dtype=torch.float32)
-        return torch.stack(chosen, dim=1).float().cpu()
 
 
 def create(settings: Settings) -> TransformersVisionModel:
