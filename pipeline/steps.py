@@ -15,13 +15,14 @@ from datetime import timedelta
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.backends import VisionModel, backend_name_for
+from pipeline.backends import VisionModel
 from pipeline.duplicates import DuplicateEvidence, invoice_key
 from pipeline.errors import InputError
 from pipeline.extraction import Extracted, ExtractionResult
 from pipeline.ingest import IngestedFile
 from pipeline.pages import preparing
 from pipeline.prompts import PROMPT_VERSION
+from pipeline.provenance import stored_outcome
 from pipeline.render.pagestream import PageStream
 from pipeline.render.passwords import load_passwords
 from pipeline.render.raster import RasterResult, rasterize
@@ -33,7 +34,6 @@ from pipeline.store import repository as repo
 from pipeline.store.db import retry_on_disconnect
 from pipeline.store.models import Document, Extraction
 from pipeline.types import ErrorCategory, ErrorItem, PageImage, Status
-from schemas import schema_reference
 
 log = logging.getLogger(__name__)
 
@@ -365,54 +365,3 @@ def _review_summary(result: ExtractionResult) -> str | None:
         return None
     more = f" (+{len(result.review_reasons) - 1} more)" if len(result.review_reasons) > 1 else ""
     return result.review_reasons[0] + more
-
-
-def stored_outcome(
-    result: ExtractionResult, model: VisionModel, settings: Settings, seconds: float
-) -> repo.ExtractionOutcome:
-    """The typed outcome the store keeps: the result, its provenance, tokens and timings."""
-    calls = result.calls
-    category = result.error_category
-    model_seconds = sum(c.seconds for c in calls)
-    return repo.ExtractionOutcome(
-        status=result.status.value,
-        error_category=category.value if category else None,
-        error_message=result.error_message,
-        record=result.record,
-        review_reasons=result.review_reasons,
-        errors=[e.to_json() for e in result.errors],
-        raw_outputs=[c.to_json() for c in calls],
-        provenance={
-            **({"route": result.route} if result.route else {}),
-            "model_id": model.model_id,
-            "backend": backend_name_for(settings),
-            "prompt_version": result.prompt_version,
-            "schema_version": result.schema_version,
-            **({"schema_ref": ref} if (ref := schema_reference(result.schema_name)) else {}),
-            "tiling": settings.tiling.strategy,
-            "dpi": settings.raster.dpi,
-            "max_new_tokens": settings.model.max_new_tokens,
-            **({"pages": result.pages} if result.pages else {}),
-        },
-        timings={
-            **result.timings,
-            "model_s": round(model_seconds, 3),
-            "document_s": round(seconds, 3),
-        },
-        field_confidence=result.field_confidence,
-        pages_total=result.pages_total,
-        pages_failed=result.pages_failed,
-        image_tokens=sum(c.image_tokens for c in calls),
-        input_tokens=sum(c.input_tokens for c in calls),
-        output_tokens=sum(c.output_tokens for c in calls),
-        model_calls=len(calls),
-        seconds=round(seconds, 3),
-        cpu_seconds=result.timings.get("worker_cpu_s"),
-        gpu_seconds=round(model_seconds, 3) if _on_gpu(model) else None,
-    )
-
-
-def _on_gpu(model: VisionModel) -> bool:
-    inner = getattr(model, "inner", model)  # behind the batching layer
-    device = getattr(inner, "device", None)
-    return getattr(device, "type", None) == "cuda"
