@@ -19,7 +19,6 @@ ms per page of the text layer and of OCR. The last line is the summary.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import random
 import sys
@@ -27,7 +26,6 @@ import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +45,7 @@ from pipeline.evidence import (  # noqa: E402
     text_layer_usable,
     text_layer_words,
 )
-from pipeline.evidence.normalize import as_amount, as_date, letters_digits  # noqa: E402
+from pipeline.evidence.perturb import perturbations  # noqa: E402
 from schemas import get_schema  # noqa: E402
 
 DPI = 200
@@ -84,34 +82,6 @@ class Totals:
     text_ms: list[float] = field(default_factory=list)
     ocr_ms: list[float] = field(default_factory=list)
     misses: list[str] = field(default_factory=list)
-
-
-def perturbations(value: Any, kind: str, foreign: list[Any], rng: random.Random) -> dict[str, Any]:
-    """Wrong versions of a value by perturbation kind (only those that apply and differ)."""
-    out: dict[str, Any] = {}
-    text = str(value)
-    digits = [i for i, c in enumerate(text) if c.isdigit()]
-    if kind == "date" and as_date(value):
-        day = as_date(value)
-        assert day is not None
-        out["date"] = (day + timedelta(days=rng.choice([-1, 1]) * rng.randint(1, 30))).isoformat()
-        return out  # digit edits of an ISO date are date shifts too
-    if digits:
-        i = rng.choice(digits)
-        out["digit"] = (
-            text[:i] + rng.choice([d for d in "0123456789" if d != text[i]]) + text[i + 1 :]
-        )
-    pairs = [(a, b) for a, b in itertools.pairwise(digits) if text[a] != text[b]]
-    if pairs:
-        a, b = rng.choice(pairs)
-        out["swap"] = text[:a] + text[b] + text[a + 1 : b] + text[a] + text[b + 1 :]
-    others = [f for f in foreign if letters_digits(str(f)) != letters_digits(text)]
-    if others:
-        out["foreign"] = rng.choice(others)
-    amount = as_amount(value) if kind == "amount" else None
-    if amount is not None:
-        out["made-up"] = f"{float(abs(amount)) * rng.uniform(0.5, 1.5) + 1:.2f}"
-    return out
 
 
 def document_words(path: Path, totals: Totals) -> tuple[str, list[PageWords], list[Any]]:

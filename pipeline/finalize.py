@@ -1,8 +1,10 @@
 """Finalize: the one place a document's status is decided, from all the evidence at once.
 
-For each (document, schema): the merged record and its rules (review reasons), the pages that
-failed to render or to extract (the error budget), and the routing decision that chose the
-schema. `failed` is the same decision for a document that never reached the model.
+For each (document, schema): the merged record and its rules (review reasons), what `vouch`
+found (values not printed on the document, confidences below the threshold: review reasons; the
+per-field evidence), the pages that failed to render or to extract (the error budget), and the
+routing decision that chose the schema. `failed` is the same decision for a document that never
+reached the model.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pipeline.routing import Route
 from pipeline.routing.plan import route_review_reason, unit_identity
 from pipeline.settings import Settings
 from pipeline.types import ErrorCategory, ErrorItem, Status
+from pipeline.vouch import Vouched
 
 
 def finalize(
@@ -24,12 +27,14 @@ def finalize(
     page_count: int,
     render_errors: Sequence[ErrorItem] = (),
     route: Route | None = None,
+    vouched: Vouched | None = None,
 ) -> ExtractionResult:
     """The stored result of one extraction, with its one status.
 
     `page_count` is the document's page count; `render_errors` the pages that failed to render
     (a page that never rendered was not read for that reason, so its timeout is dropped);
-    `route` the routing decision, when `--schema auto` chose this schema.
+    `route` the routing decision, when `--schema auto` chose this schema; `vouched` the
+    evidence (None: grounding is off).
     """
     schema = extracted.schema
     failed_to_render = {e.page for e in render_errors}
@@ -44,6 +49,7 @@ def finalize(
         reasons += extracted.record.review_reasons()
     doubt = route_review_reason(route, settings) if route is not None else None
     reasons += [doubt] if doubt else []
+    reasons += vouched.reasons if vouched is not None else []
     result = ExtractionResult(
         schema_name=schema.schema_name,
         schema_version=schema.schema_version,
@@ -56,6 +62,8 @@ def finalize(
         pages_total=page_count,
         timings=dict(extracted.timings),
         route=route.to_json() if route is not None else None,
+        field_confidence=vouched.fields if vouched is not None and extracted.record else None,
+        grounding=vouched.pages if vouched is not None else None,
     )
     _decide_status(result, settings)
     return result

@@ -23,6 +23,7 @@ from pipeline.prompts import PROMPT_VERSION
 from pipeline.render.pagestream import PageStream
 from pipeline.render.passwords import load_passwords
 from pipeline.render.raster import RasterResult, rasterize
+from pipeline.render.words import WordsReader
 from pipeline.routing import AUTO
 from pipeline.routing.plan import unit_identity
 from pipeline.settings import Settings
@@ -160,6 +161,14 @@ def render(
         lambda on_page: render_all(file, settings, on_page),
         on_done=lambda raster: _record_pages(factory, registered, raster, early=True),
     )
+
+
+def read_words(registered: Registered, pages: PageStream, settings: Settings) -> WordsReader | None:
+    """Start reading each page's words as it renders (text layer, OCR), beside the model: only
+    `vouch` waits for them. None when grounding is off."""
+    if not settings.grounding.enabled:
+        return None
+    return WordsReader(registered.file, pages, settings)
 
 
 def finish_render(
@@ -318,6 +327,7 @@ def stored_outcome(
         raw_outputs=[c.to_json() for c in calls],
         provenance={
             **({"route": result.route} if result.route else {}),
+            **({"grounding": result.grounding} if result.grounding is not None else {}),
             "model_id": model.model_id,
             "backend": backend_name_for(settings),
             "prompt_version": result.prompt_version,

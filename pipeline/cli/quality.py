@@ -19,6 +19,7 @@ from pipeline.backends import create_model, get_model
 from pipeline.cli.common import (
     DbOption,
     JsonOption,
+    PerturbOption,
     app,
     build_settings,
     cli_overrides,
@@ -85,6 +86,7 @@ def eval_command(
     schema: SchemaOption = None,
     model: ModelOption = None,
     backend: BackendOption = None,
+    perturb: PerturbOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -104,7 +106,7 @@ def eval_command(
     selected = names_option(schema) or list(dict.fromkeys(n for t in truths for n in t.records))
     if "auto" in selected:
         raise ConfigError("eval scores named schemas; give them with --schema instead of auto.")
-    overrides = cli_overrides(model=model, backend=backend)
+    overrides = cli_overrides(model=model, backend=backend, perturb=perturb)
     with _database(db) as url:
         settings = build_settings(url, schemas=selected, **overrides)
         cases = _run_and_collect(truths, selected, overrides, settings, as_json)

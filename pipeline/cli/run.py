@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from pipeline.cli.common import (
     DbOption,
     JsonOption,
+    PerturbOption,
     app,
     build_settings,
     check_names,
@@ -75,6 +76,7 @@ def run(
     ] = None,
     db: DbOption = None,
     workers: Annotated[int | None, typer.Option(help="Documents in flight at once.")] = None,
+    perturb: PerturbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Extract every document under PATHS through the Prefect flow, then print a summary."""
@@ -87,6 +89,7 @@ def run(
         workers=workers,
         tiling=tiling,
         passwords=passwords,
+        perturb=perturb,
     )
     settings = build_settings(db, **overrides)
     check_names(settings)
