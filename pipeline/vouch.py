@@ -31,6 +31,7 @@ from pipeline.evidence import (
     FieldGrounding,
     confidence_reasons,
     ground_record,
+    ground_value,
     grounding_reasons,
     kind_function,
     leaves,
@@ -39,7 +40,7 @@ from pipeline.evidence import (
     token_probabilities,
 )
 from pipeline.evidence.confidence import same_value
-from pipeline.evidence.fields import generic
+from pipeline.evidence.fields import KindOf, generic
 from pipeline.extraction import Extracted, ModelCall
 from pipeline.render.words import DocumentWords
 from pipeline.settings import Settings
@@ -86,9 +87,9 @@ def vouch(extracted: Extracted, words: DocumentWords | None, settings: Settings)
     readings = _readings(extracted.calls)
     sources = trace(values, readings)
     hints = {path: reading.hint for path, (reading, _) in sources.items()}
-    groundings = ground_record(
-        record, DocumentIndex.build(words.pages), schema, kind_function(schema), hints
-    )
+    index, kind_of = DocumentIndex.build(words.pages), kind_function(schema)
+    groundings = ground_record(record, index, schema, kind_of, hints)
+    groundings.update(align_items(values, groundings, index, kind_of))
     must = {p for p in groundings if _must(schema, generic(p))}
     confidences = record_confidence(
         values,
@@ -222,6 +223,55 @@ def _best_item(
             if score and (best is None or score > best[0]):
                 best = (score, reading, own_prefix)
     return None if best is None else (best[1], best[2])
+
+
+def align_items(
+    values: dict[str, Any],
+    groundings: dict[str, FieldGrounding],
+    index: DocumentIndex,
+    kind_of: KindOf,
+) -> dict[str, FieldGrounding]:
+    """Groundings of list-item fields moved onto their item's own line.
+
+    A line item's quantity `25` or `4` is printed in many places (other lines, an address);
+    the tile hint cannot tell which. Each item's anchor is its field grounded by the longest
+    matched text (usually the description); a field of the item grounded off the anchor's rows
+    is grounded again, preferring the band of the page those rows span, and kept when it lands
+    there. Returns the groundings that moved.
+    """
+    items: dict[str, list[str]] = {}
+    for path in groundings:
+        prefix = item_prefix(path)
+        if prefix:
+            items.setdefault(prefix, []).append(path)
+    moved = {}
+    for paths in items.values():
+        found = [groundings[p] for p in paths if groundings[p].box is not None]
+        if len(found) < 2:
+            continue
+        anchor = max(found, key=lambda g: len(g.matched_text or ""))
+        assert anchor.box is not None and anchor.page is not None
+        top, bottom = anchor.box[1], anchor.box[3]
+        slack = (bottom - top) // 2
+        band = (0, top - slack, 1 << 30, bottom + slack)
+        for path in paths:
+            grounding = groundings[path]
+            if grounding is anchor or grounding.box is None or _within(grounding, band, anchor):
+                continue
+            again = ground_value(
+                path, values[path], grounding.value_kind, index, (anchor.page, band)
+            )
+            if again.kind == grounding.kind and _within(again, band, anchor):
+                moved[path] = again
+    return moved
+
+
+def _within(grounding: FieldGrounding, band: Box, anchor: FieldGrounding) -> bool:
+    box = grounding.box
+    if box is None or grounding.page != anchor.page:
+        return False
+    middle = (box[1] + box[3]) / 2
+    return band[1] <= middle <= band[3]
 
 
 def _alternatives(

@@ -28,7 +28,13 @@ from pipeline.cli.common import (
     err_console,
     exits_cleanly,
 )
-from pipeline.cli.output import document_json, print_outcomes, print_status, progress_bar
+from pipeline.cli.output import (
+    document_json,
+    print_evidence,
+    print_outcomes,
+    print_status,
+    progress_bar,
+)
 from pipeline.errors import ConfigError, StoreError
 from pipeline.store import repository as repo
 from pipeline.store.db import make_engine, open_database, safe_url, session_factory, upgrade
@@ -134,8 +140,15 @@ def show(
     doc: Annotated[str, typer.Argument(help="sha256 prefix (6+ characters) or file name.")],
     db: DbOption = None,
     raw: Annotated[bool, typer.Option(help="Include the raw model outputs.")] = False,
+    evidence: Annotated[
+        bool,
+        typer.Option(
+            help="Print a table per record instead: each field's value, confidence, page, box "
+            "(page pixels), match kind and review reasons."
+        ),
+    ] = False,
 ) -> None:
-    """Print a document's stored records as JSON, with provenance and history."""
+    """Print a document's stored records as JSON, with their evidence, provenance and history."""
 
     settings = build_settings(db)
     factory = session_factory(open_database(settings.db_url.get_secret_value(), create=False))
@@ -150,6 +163,9 @@ def show(
                 f"{doc!r} matches {len(documents)} documents ({names}); be more precise"
             )
             raise typer.Exit(1)
+        if evidence:
+            print_evidence(console, documents[0])
+            return
         print(json.dumps(document_json(documents[0], raw=raw), indent=2, ensure_ascii=False))
 
 
