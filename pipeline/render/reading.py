@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.render.common import Emit
 
 if TYPE_CHECKING:
-    from pipeline.evidence.words import PageWords, Source
+    from pipeline.evidence.words import PageWords, Source  # noqa: F401 (imported again at run time)
 
 # What pdfium raises on a file or page it cannot read, besides its own PdfiumError.
 _READ_ERRORS = (OSError, ValueError, RuntimeError, MemoryError, KeyError, IndexError)
@@ -104,6 +104,8 @@ def _text_layer(
             break
     if words is None:
         return None, f"the text layer cannot be read ({last_error})"
+    if words.words and invisible_share(req["path"], number, password) >= INVISIBLE_SHARE:
+        return None, "text layer not used: it is invisible (an OCR layer added to a scan)"
     if (words.width, words.height) != gray.size and _off_by_more_than_one(words, gray):
         return None, (
             f"the text layer's page is {words.width}x{words.height} px, the rendered page "
@@ -113,6 +115,34 @@ def _text_layer(
     return (words, None) if usable else (None, f"text layer not used: {why}")
 
 
+INVISIBLE_SHARE = 0.5  # text objects drawn invisibly (render mode 3) above this: an OCR layer
+MAX_TEXT_OBJECTS = 5000  # text objects inspected per page (a hostile page has millions)
+
+
+def invisible_share(path: str, number: int, password: str | None) -> float:
+    """Share of page `number`'s text objects (the first MAX_TEXT_OBJECTS) drawn invisibly:
+    the OCR layer a scanner or another tool put over a page image. Such a layer says what
+    someone else's OCR read, not what the page shows, and can be wrong: the page is OCRed
+    instead (README, "Grounding and confidence")."""
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as raw
+
+    doc = pdfium.PdfDocument(path, password=password)
+    try:
+        page = doc[number - 1]
+        modes = []
+        for obj in page.get_objects(filter=[raw.FPDF_PAGEOBJ_TEXT]):
+            modes.append(raw.FPDFTextObj_GetTextRenderMode(obj.raw))
+            if len(modes) >= MAX_TEXT_OBJECTS:
+                break
+        page.close()
+    finally:
+        doc.close()
+    if not modes:
+        return 0.0
+    return sum(m == raw.FPDF_TEXTRENDERMODE_INVISIBLE for m in modes) / len(modes)
+
+
 def _off_by_more_than_one(words: Any, gray: Any) -> bool:
     return abs(words.width - gray.width) > 1 or abs(words.height - gray.height) > 1
 
@@ -120,6 +150,8 @@ def _off_by_more_than_one(words: Any, gray: Any) -> bool:
 def _unavailable(
     number: int, gray: Any, dpi: int, source: Source, why: str, started: float
 ) -> PageWords:
+    from pipeline.evidence.words import PageWords
+
     took = time.perf_counter() - started
     return PageWords(number, gray.width, gray.height, dpi, source, unavailable=why, seconds=took)
 
