@@ -17,9 +17,11 @@ from prefect.runtime import deployment, flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy.exc import OperationalError
 
+from flows.report import outcome_report, publish
 from pipeline import progress
 from pipeline.backends import get_model
 from pipeline.errors import ConfigError, InputError, StoreError
+from pipeline.inflight import forget_run, one_document
 from pipeline.ingest import discover
 from pipeline.runner import Outcome, process, register
 from pipeline.settings import Settings
@@ -83,7 +85,10 @@ def extract_document(
             ).to_json()
             for name in settings.schemas
         ]
-    outcomes = process(factory, registered, settings, run_id=run_id, redo=[Status(s) for s in redo])
+    # The same bytes under another name in this run: wait for the first, then do no work.
+    with one_document(registered.document_id, run_id) as first:
+        again = [Status(s) for s in redo] if first else []
+        outcomes = process(factory, registered, settings, run_id=run_id, redo=again)
     for outcome in outcomes:
         progress.emit(progress.ProgressEvent("document_done", path=path, status=outcome.status))
     return [o.to_json() for o in outcomes]
@@ -126,6 +131,7 @@ def extract_flow(
     rows: list[dict[str, Any]] = []
     for file, future in zip(files, futures, strict=True):
         rows.extend(_rows_or_failure(str(file), future, settings))
+    forget_run(run_id)
     counts = Counter(row["status"] for row in rows)
     with factory.begin() as session:
         repo.finish_run(
@@ -139,6 +145,7 @@ def extract_flow(
                 **_model_stats_since(settings, model_stats),
             },
         )
+    publish(f"{kind}-summary", *outcome_report(f"docextract {kind}", rows))
     return rows
 
 

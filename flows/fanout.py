@@ -136,15 +136,38 @@ def require_shared_database(settings: Settings) -> str:
 
 def check_deployment(name: str) -> UUID:
     """The id of deployment `name` ("flow/deployment"). Raises ConfigError when it is missing."""
+    return _read_deployment(name).id
+
+
+def deployed_overrides(name: str) -> dict[str, Any]:
+    """The setting overrides deployment `name` was registered with (`pool deploy --model ...`).
+    Raises ConfigError when it is missing."""
+    return dict(_read_deployment(name).parameters.get("overrides") or {})
+
+
+def _read_deployment(name: str) -> Any:
     with get_client(sync_client=True) as client:
         try:
-            return client.read_deployment_by_name(name).id
+            return client.read_deployment_by_name(name)
         except ObjectNotFound:
             pool = name.partition("/")[2] or "POOL"
             raise ConfigError(
                 f"deployment {name!r} is not registered on the Prefect server; register it with "
                 f"`docextract pool deploy --pool {pool}`"
             ) from None
+
+
+def merge_overrides(deployed: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """`given` over `deployed`, group by group: a run's parameters refine the deployment's
+    (`--workers` keeps the deployed model), they never blank them (`{}` changes nothing)."""
+    merged = dict(deployed)
+    for key, value in given.items():
+        below = merged.get(key)
+        if isinstance(value, dict) and isinstance(below, dict):
+            merged[key] = merge_overrides(below, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def start_chunks(
@@ -241,18 +264,20 @@ def fanout_flow(
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> State[Any]:
     """Start one run of `deployment` ("flow/deployment", an `extract_flow` on a work pool) per
-    `chunk_size` files under `inbox`, and (with `wait`) wait up to `timeout_s` for them.
+    `chunk_size` files under `inbox`, and (with `wait`) wait up to `timeout_s` for them. Each
+    chunk runs with `overrides` merged over the deployment's own (its model, schemas...).
 
     Ends Completed with the report (FanoutReport.to_json()) as its result, or Failed with the
     same report when a chunk failed, crashed, did not finish in time, or recorded nothing in
     this flow's database. Raises ConfigError for a bad inbox, chunk size, deployment or
     database (SQLite, or secret overrides) before any chunk starts.
     """
-    overrides = dict(overrides or {})
+    # The chunk runs start with the parameters given here, which replace the deployment's:
+    # merged over them, so a run never runs another model than the one deployed.
+    overrides = merge_overrides(deployed_overrides(deployment), dict(overrides or {}))
     settings = build_settings(overrides)
     url = require_shared_database(settings)
     shared_engine(url)  # the schema exists (or is created once) before the chunks race for it
-    check_deployment(deployment)
     files = discover([Path(p) for p in inbox], skip=settings.inbox_skip)
     chunks = chunked(files, chunk_size)
     parent = current_flow_run.get_id()

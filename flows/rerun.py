@@ -16,6 +16,7 @@ from prefect.runtime import deployment, flow_run
 from sqlalchemy.orm import Session, sessionmaker
 
 from flows.extract import INFRASTRUCTURE_RETRIES, build_settings, runner_for
+from flows.report import outcome_report, plan_report, publish
 from pipeline import progress
 from pipeline.errors import ConfigError, StoreError
 from pipeline.reruns import (
@@ -40,11 +41,12 @@ def rerun_document(
     units: list[dict[str, Any]],
     overrides: dict[str, Any],
     run_id: int,
+    force: bool = False,
 ) -> list[dict[str, Any]]:
     """Redo the listed units (`RerunUnit.to_json()` rows) of one document, if their status is
     still the listed one. A document whose file is gone (and not in the page cache) is left as
     it is and reported as skipped."""
-    schemas = sorted({u["schema_name"] for u in units})
+    schemas = sorted({u.get("schema_ref") or u["schema_name"] for u in units})  # custom: reload
     settings = build_settings({**overrides, "schemas": schemas})
     factory = session_factory(shared_engine(settings.db_url.get_secret_value()))
     found = locate(factory, document_id, settings)
@@ -52,7 +54,7 @@ def rerun_document(
         outcomes = [_unchanged(u, f"skipped: {found}") for u in units]
     else:
         redo = sorted({Status(u["status"]) for u in units})
-        outcomes = process(factory, found, settings, run_id=run_id, redo=redo)
+        outcomes = process(factory, found, settings, run_id=run_id, redo=redo, force=force)
     for outcome in outcomes:
         progress.emit(
             progress.ProgressEvent("document_done", path=outcome.path, status=outcome.status)
@@ -84,8 +86,11 @@ def rerun_flow(
     model: str | None = None,
     overrides: dict[str, Any] | None = None,
     dry_run: bool = False,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """Rerun the extractions matching the filters (statuses default to failed).
+    """Rerun the extractions matching the filters (statuses default to failed). A record a
+    reviewer approved, corrected or rejected keeps its decision (the attempt goes into the
+    history) unless `force`.
 
     Returns {"plan": the listing, "outcomes": one row per redone (document, schema)}; with
     `dry_run`, only the plan. Raises ConfigError/StoreError for a broken configuration or
@@ -100,12 +105,13 @@ def rerun_flow(
     with factory() as session:
         plan = plan_rerun(session, selection, settings)
     if dry_run:
+        publish("rerun-dry-run", *plan_report("docextract rerun (dry run)", plan.to_json()))
         return {"plan": plan.to_json(), "outcomes": []}
     run_id = _start(factory, selection, overrides, plan)
     progress.emit(progress.ProgressEvent("discovered", total=len(plan.by_document())))
     groups = plan.by_document()
     futures = [
-        rerun_document.submit(document_id, [u.to_json() for u in units], overrides, run_id)
+        rerun_document.submit(document_id, [u.to_json() for u in units], overrides, run_id, force)
         for document_id, units in groups.items()
     ]
     rows: list[dict[str, Any]] = []
@@ -113,6 +119,7 @@ def rerun_flow(
         rows.extend(_rows_or_failure(units, future))
     with factory.begin() as session:
         repo.finish_run(session, run_id, _counts(plan, rows))
+    publish("rerun-summary", *outcome_report("docextract rerun", rows))
     return {"plan": plan.to_json(), "outcomes": rows}
 
 

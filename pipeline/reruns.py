@@ -30,7 +30,7 @@ from pipeline.runner import Registered, register
 from pipeline.settings import Settings
 from pipeline.store.models import Document, Extraction
 from pipeline.store.queries import Selection, last_seen_paths, parse_when, select_extractions
-from schemas import known_schemas
+from schemas import get_schema, is_custom_reference, known_schemas
 
 DEFAULT_STATUSES = ("failed",)
 
@@ -45,14 +45,17 @@ def selection_from(
     model: str | None,
 ) -> Selection:
     """The Selection for the flow's (and the CLI's) filter parameters; statuses default to
-    failed. Raises ConfigError for an unknown status, category or unreadable date."""
+    failed; a custom `schema` reference (`receipt.json`) selects the name it is stored under.
+    Raises ConfigError for an unknown status, category or unreadable date."""
+    from schemas import stored_name
+
     return Selection(
         statuses=tuple(statuses or DEFAULT_STATUSES),
         error_categories=tuple(error_categories or ()),
         documents=tuple(documents or ()),
         since=parse_when(since) if since else None,
         until=parse_when(until) if until else None,
-        schema=schema,
+        schema=stored_name(schema) if schema else None,
         model=model,
     )
 
@@ -74,15 +77,26 @@ class Identity:
     schema_versions: dict[str, str]
 
 
-def configured_identity(settings: Settings, schema_names: Sequence[str]) -> Identity:
+def configured_identity(
+    settings: Settings, schema_names: Sequence[str], references: dict[str, str] | None = None
+) -> Identity:
     """The model id (built, not loaded), prompt version and the named schemas' versions.
 
-    Schemas that are not registered are left out (their units are skipped). Raises ConfigError
-    for an unknown backend or model name.
+    A custom schema not loaded yet is loaded from its stored reference (`references`: name ->
+    `module:Model` or JSON file); one that cannot be loaded is left out (its units are
+    skipped). Raises ConfigError for an unknown backend or model name.
     """
-
     known = known_schemas()
-    versions = {name: known[name].schema_version for name in schema_names if name in known}
+    versions: dict[str, str] = {}
+    for name in schema_names:
+        reference = (references or {}).get(name) or (name if is_custom_reference(name) else None)
+        if name not in known and reference:
+            try:
+                known[name] = get_schema(reference)
+            except ConfigError:
+                continue
+        if name in known:
+            versions[name] = known[name].schema_version
     return Identity(create_model(settings).model_id, PROMPT_VERSION, versions)
 
 
@@ -102,6 +116,7 @@ class RerunUnit:
     error_category: str | None
     reason: str | None
     updated_at: datetime
+    schema_ref: str | None = None  # where a custom schema loads from (module:Model, a file)
 
     def to_json(self) -> dict[str, Any]:
         return {**self.__dict__, "updated_at": self.updated_at.isoformat()}
@@ -131,7 +146,10 @@ class RerunPlan:
 def plan_rerun(session: Session, selection: Selection, settings: Settings) -> RerunPlan:
     """Select the extractions matching `selection` and split them into redoable and skipped."""
     rows = select_extractions(session, selection)
-    identity = configured_identity(settings, sorted({row.schema_name for row in rows}))
+    references = {
+        r.schema_name: ref for r in rows if (ref := (r.provenance or {}).get("schema_ref"))
+    }
+    identity = configured_identity(settings, sorted({row.schema_name for row in rows}), references)
     plan = RerunPlan()
     for row in rows:
         unit = _unit(row)
@@ -156,8 +174,9 @@ def _unit(row: Extraction) -> RerunUnit:
         row.prompt_version,
         row.status,
         row.error_category,
-        row.error_message or ("; ".join(row.review_reasons[:2]) or None),
+        row.reason,
         row.updated_at,
+        (row.provenance or {}).get("schema_ref"),
     )
 
 
@@ -174,7 +193,11 @@ def _why_not(unit: RerunUnit, identity: Identity) -> str | None:
         )
     current = identity.schema_versions.get(unit.schema_name)
     if current is None:
-        return f"schema {unit.schema_name!r} is not registered here"
+        where = f" from {unit.schema_ref!r}" if unit.schema_ref else ""
+        return (
+            f"schema {unit.schema_name!r} cannot be loaded here{where}; its module or file "
+            "must be importable or readable where the rerun runs"
+        )
     if unit.schema_version != current:
         return (
             f"made with schema {unit.schema_name!r} v{unit.schema_version}, this docextract has "

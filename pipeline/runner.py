@@ -62,12 +62,15 @@ def process(
     run_id: int | None = None,
     redo: Sequence[Status] = (),
     model: VisionModel | None = None,
+    force: bool = False,
 ) -> list[Outcome]:
     """Extract every configured schema from one registered document and store the results.
 
     Units already done (same document, schema, version, model, prompt version) are skipped
     unless their status is in `redo`. Never raises for a bad document: its failure is stored.
     Raises ConfigError / StoreError (after giving its claims back) when the run itself is broken.
+    A reviewer's decision (approved, corrected, rejected) stands, the new attempt going into
+    the history, unless `force`.
     """
     started = time.perf_counter()
     check_ocr(settings)  # OCR forced without Tesseract stops the run before any work
@@ -79,6 +82,7 @@ def process(
         model,
         lambda: steps.render_all(registered.file, settings),
         registered.error,
+        document=registered.path,
     )
     claims = steps.claim(factory, registered, plan.names, model, run_id, redo, settings)
     if not claims.ids:
@@ -124,7 +128,7 @@ def process(
     except Exception as exc:  # a bug must not take the batch down: record it, go on
         log.exception("internal error on %s", registered.path)
         results = {name: failed(name, _internal_error(exc)) for name in claims.ids}
-    return steps.save(factory, registered, claims, results, model, settings, started)
+    return steps.save(factory, registered, claims, results, model, settings, started, force)
 
 
 def _internal_error(exc: Exception) -> ErrorItem:

@@ -19,6 +19,12 @@ def _default_cache_dir() -> Path:
     return Path(base) / "docextract"
 
 
+def _default_prefect_home() -> Path:
+    """History is data, not cache: the XDG data folder, not `cache_dir`."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "docextract" / "prefect"
+
+
 MODEL_ALIASES: dict[str, str] = {
     "llava-next-7b": "llava-hf/llava-v1.6-mistral-7b-hf",
     "llava-next-13b": "llava-hf/llava-v1.6-vicuna-13b-hf",
@@ -326,6 +332,41 @@ class RoutingSettings(BaseModel):
     )
 
 
+class ReviewSettings(BaseModel):
+    token: SecretStr | None = Field(
+        None,
+        description="Shared secret of the review desk (DOCEXTRACT_REVIEW__TOKEN): required to "
+        "bind anything but 127.0.0.1; sent as a cookie after `?token=` or a header. Never logged.",
+    )
+    base_url: str = Field(
+        "http://127.0.0.1:8765",
+        description="Where people open the desk (links in the report and `docextract status`).",
+    )
+
+
+class PrefectSettings(BaseModel):
+    """Which Prefect server the commands that run flows talk to. A PREFECT_API_URL (environment
+    or Prefect profile) always wins: that server is used and none is started."""
+
+    server: Literal["background", "ephemeral"] = Field(
+        "background",
+        description="'background': a local Prefect server started on first use under `home`, "
+        "kept running and reused by every later command (its history and UI stay); "
+        "'ephemeral': Prefect's temporary server inside each command (about 20 s, no history).",
+    )
+    home: Path = Field(
+        default_factory=_default_prefect_home,
+        description="PREFECT_HOME of the background server: its database, log and state file.",
+    )
+    port: int = Field(
+        4200,
+        ge=1,
+        le=65535,
+        description="Port tried first for the background server on 127.0.0.1; when taken, the "
+        "next free one (the choice is kept in home/server.json).",
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable, in groups. Build it once at the edge and pass it down."""
 
@@ -367,6 +408,8 @@ class Settings(BaseSettings):
     extraction: ExtractionSettings = Field(default_factory=lambda: ExtractionSettings())
     routing: RoutingSettings = Field(default_factory=lambda: RoutingSettings())
     grounding: GroundingSettings = Field(default_factory=lambda: GroundingSettings())
+    review: ReviewSettings = Field(default_factory=lambda: ReviewSettings())
+    prefect: PrefectSettings = Field(default_factory=lambda: PrefectSettings())
 
     @property
     def page_cache_dir(self) -> Path:

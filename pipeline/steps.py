@@ -30,6 +30,7 @@ from pipeline.settings import Settings
 from pipeline.store import repository as repo
 from pipeline.store.models import Document
 from pipeline.types import ErrorCategory, ErrorItem, PageImage, Status
+from schemas import schema_reference
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +138,9 @@ def claim(
                 Outcome(
                     registered.path,
                     registered.sha256,
-                    name,
+                    schema_name,
                     current.status if current else Status.PENDING.value,
-                    (current.error_message if current else None) or "already done (unchanged)",
+                    (current.reason if current else None) or "already done (unchanged)",
                     document.page_count if document else None,
                     0.0,
                     did_work=False,
@@ -247,13 +248,15 @@ def save(
     model: VisionModel,
     settings: Settings,
     started: float,
+    force: bool = False,
 ) -> list[Outcome]:
-    """Store every schema's result in one transaction; the run summary's rows."""
+    """Store every schema's result in one transaction; the run summary's rows. `force`: replace
+    a reviewer's decision too (`rerun --force`)."""
     seconds = time.perf_counter() - started
     outcomes = {
         name: stored_outcome(results[name], model, settings, seconds) for name in claims.ids
     }
-    saved = _save_with_retries(factory, claims, outcomes)
+    saved = _save_with_retries(factory, claims, outcomes, force=force)
     rows = list(claims.skipped)
     for name, result in results.items():
         if not saved[name]:
@@ -266,7 +269,7 @@ def save(
             Outcome(
                 registered.path,
                 registered.sha256,
-                name,
+                result.schema_name,  # the stored name, not the reference (receipt.json)
                 result.status.value,
                 result.error_message or _review_summary(result),
                 result.pages_total or None,
@@ -282,6 +285,8 @@ def _save_with_retries(
     claims: Claims,
     outcomes: dict[str, repo.ExtractionOutcome],
     attempts: int = 3,
+    *,
+    force: bool = False,
 ) -> dict[str, bool]:
     """Every schema's outcome in one transaction, retried when the connection drops (the pool
     reconnects), so an hour of model work is not lost to a database blip."""
@@ -289,7 +294,9 @@ def _save_with_retries(
         try:
             with factory.begin() as session:
                 return {
-                    name: repo.save_outcome(session, extraction_id, claims.worker, outcomes[name])
+                    name: repo.save_outcome(
+                        session, extraction_id, claims.worker, outcomes[name], force=force
+                    )
                     for name, extraction_id in claims.ids.items()
                 }
         except OperationalError as exc:
@@ -332,6 +339,7 @@ def stored_outcome(
             "backend": backend_name_for(settings),
             "prompt_version": result.prompt_version,
             "schema_version": result.schema_version,
+            **({"schema_ref": ref} if (ref := schema_reference(result.schema_name)) else {}),
             "tiling": settings.tiling.strategy,
             "dpi": settings.raster.dpi,
             "max_new_tokens": settings.model.max_new_tokens,

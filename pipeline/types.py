@@ -24,10 +24,18 @@ class Status(enum.StrEnum):
     NEEDS_REVIEW = "needs_review"
     PARTIAL = "partial"
     FAILED = "failed"
+    # Decisions of a person at the review desk: a rerun keeps them unless forced.
+    APPROVED = "approved"
+    CORRECTED = "corrected"
+    REJECTED = "rejected"
 
     @property
     def is_final(self) -> bool:
         return self not in (Status.PENDING, Status.RUNNING)
+
+    @property
+    def is_reviewed(self) -> bool:
+        return self in (Status.APPROVED, Status.CORRECTED, Status.REJECTED)
 
 
 class ErrorCategory(enum.StrEnum):

@@ -22,6 +22,7 @@ BUILT_INS: tuple[type[ExtractionSchema], ...] = (Invoice, Form, Table, Chart)
 
 _registry: dict[str, type[ExtractionSchema]] = {}
 _custom: dict[tuple[str, int], type[ExtractionSchema]] = {}
+_references: dict[str, str] = {}  # custom schema name -> the reference it was loaded from
 _lock = threading.Lock()
 
 
@@ -62,8 +63,9 @@ def get_schema(name: str) -> type[ExtractionSchema]:
     if is_custom_reference(name):
         return _load_custom(name)
     raise ConfigError(
-        f"Unknown schema {name!r}. Known schemas: {', '.join(known_schemas())}; or give "
-        "'package.module:Model' or a JSON Schema file (*.json)."
+        f"Unknown schema {name!r}. Known schemas: {', '.join(known_schemas())}, and 'auto' "
+        "(the model picks one per document); or give 'package.module:Model' or a JSON Schema "
+        "file (*.json)."
     )
 
 
@@ -72,6 +74,7 @@ def forget_custom_schemas() -> None:
     must pick up changed modules). Built-ins stay."""
     with _lock:
         _custom.clear()
+        _references.clear()
         for name in [n for n, s in _registry.items() if s not in BUILT_INS]:
             del _registry[name]
 
@@ -88,7 +91,31 @@ def _load_custom(reference: str) -> type[ExtractionSchema]:
         register_schema(schema)
         with _lock:
             _custom[key] = schema
+    with _lock:  # a JSON file by its absolute path: a rerun elsewhere still finds it
+        _references[schema.schema_name] = str(path.resolve()) if stamp else reference
     return schema
+
+
+def schema_reference(name: str) -> str | None:
+    """The `--schema` reference the custom schema stored as `name` was loaded from in this
+    process (an absolute path for a JSON file), so a later process can load it again; None
+    for built-ins and schemas not loaded here."""
+    with _lock:
+        return _references.get(name)
+
+
+def stored_name(name: str) -> str:
+    """The name extractions of schema `name` are stored under: a JSON Schema file's title or
+    stem (`receipt.json` -> `receipt`), a model's own `schema_name`, else `name` itself.
+    Raises ConfigError for a JSON Schema file that cannot be read."""
+    if not is_custom_reference(name):
+        return name
+    try:
+        return get_schema(name).schema_name
+    except ConfigError:
+        if name.endswith(".json"):
+            raise
+        return name  # a module that cannot be imported here: its reference is its name
 
 
 __all__ = [
@@ -96,6 +123,9 @@ __all__ = [
     "ExtractionSchema",
     "forget_custom_schemas",
     "get_schema",
+    "is_custom_reference",
     "known_schemas",
     "register_schema",
+    "schema_reference",
+    "stored_name",
 ]

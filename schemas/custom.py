@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_mod
 
 from schemas.base import ExtractionSchema, strict_json_schema
 from schemas.errors import ConfigError
-from schemas.types import IsoDate
+from schemas.types import DATE_PATTERN, IsoDate
 
 # Bounds given to a custom schema's grammar where it sets none.
 DEFAULT_MAX_LENGTH = 200
@@ -32,6 +32,21 @@ DEFAULT_MAX_ITEMS = 50
 # number is a string of at most 15 digits and 6 decimals, which Pydantic reads back as a number.
 NUMBER_AS_STRING = {"type": "string", "pattern": r"^-?[0-9]{1,15}(\.[0-9]{1,6})?$", "maxLength": 23}
 INTEGER_BOUND = 10**15
+# Formats become patterns (what Pydantic reads back), so the grammar needs no format support.
+FORMAT_PATTERNS: dict[str, dict[str, Any]] = {
+    "date": {"pattern": DATE_PATTERN, "maxLength": 10},
+    "date-time": {
+        "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
+        r"(Z|[+-][0-9]{2}:[0-9]{2})?$",
+        "maxLength": 32,
+    },
+    "time": {
+        "pattern": r"^[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2})?$",
+        "maxLength": 21,
+    },
+}
+# A dict field: keys as bounded as string values, and as many keys as a list has items.
+DICT_KEY_PATTERN = rf"^.{{1,{DEFAULT_MAX_LENGTH // 4}}}$"
 RESERVED = frozenset({"schema_name", "schema_version", "summary", "required_fields"})
 
 
@@ -61,6 +76,12 @@ def schema_from_model(reference: str) -> type[ExtractionSchema]:
         raise ConfigError(
             f"Cannot import {module_name!r} for schema {reference!r}: {exc}. Install the package "
             "or add its folder to PYTHONPATH."
+        ) from None
+    except Exception as exc:  # the user's module is not ours to trust: anything may go wrong
+        raise ConfigError(
+            f"Importing {module_name!r} for schema {reference!r} raised "
+            f"{type(exc).__name__}: {exc}. Fix the module (`python -c 'import {module_name}'` "
+            "shows the traceback)."
         ) from None
     model = getattr(module, attr, None)
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
@@ -141,11 +162,24 @@ def bounded_grammar(schema: dict[str, Any]) -> dict[str, Any]:
         node = {k: (visit(v) if k not in ("enum", "const") else v) for k, v in node.items()}
         if "properties" in node:
             node["properties"] = {k: visit(v) for k, v in node["properties"].items()}
+        for key in ("anyOf", "oneOf"):
+            if key in node:
+                node[key] = _numbers_not_any_text(node[key])
+                if len(node[key]) == 1:  # `Decimal` alone: the number option is the node
+                    node = {**{k: v for k, v in node.items() if k != key}, **node[key][0]}
         kind = node.get("type")
+        form = node.get("format")
+        if kind == "string" and form in FORMAT_PATTERNS and "pattern" not in node:
+            node = {k: v for k, v in node.items() if k != "format"} | FORMAT_PATTERNS[form]
         if kind == "string" and not ({"enum", "const", "maxLength"} & node.keys()):
             node["maxLength"] = DEFAULT_MAX_LENGTH
         elif kind == "array" and "maxItems" not in node:
             node["maxItems"] = DEFAULT_MAX_ITEMS
+        elif kind == "object" and isinstance(node.get("additionalProperties"), dict):
+            values = node.pop("additionalProperties")  # dict[str, X]: any key, any number
+            node["patternProperties"] = {DICT_KEY_PATTERN: values}
+            node["additionalProperties"] = False
+            node.setdefault("maxProperties", DEFAULT_MAX_ITEMS)
         elif kind == "integer":
             node.setdefault("minimum", -INTEGER_BOUND)
             node.setdefault("maximum", INTEGER_BOUND)
@@ -156,6 +190,23 @@ def bounded_grammar(schema: dict[str, Any]) -> dict[str, Any]:
 
     result: dict[str, Any] = visit(schema)
     return result
+
+
+def _numbers_not_any_text(options: list[Any]) -> list[Any]:
+    """The options of an anyOf without a free-text string beside a number: Pydantic describes
+    `Decimal` as "a number or any string", and a free string lets decoding run away
+    (`"total":"}3772..."`). The number (a bounded digit string here) stays."""
+    number = any(
+        isinstance(o, dict) and o.get("pattern") == NUMBER_AS_STRING["pattern"] for o in options
+    )
+    if not number:
+        return options
+    free = ("pattern", "enum", "const", "format")
+    return [
+        o
+        for o in options
+        if not (isinstance(o, dict) and o.get("type") == "string" and not (set(free) & o.keys()))
+    ]
 
 
 def _declared_grammar(model: type[BaseModel], wrapper: type[BaseModel]) -> dict[str, Any]:

@@ -24,6 +24,9 @@ PG_ADMIN_URL = os.environ.get(
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Commands run by tests never start the background Prefect server (tests/test_local_server.py
+# starts its own in a temporary home); they get a session server through PREFECT_API_URL.
+os.environ.setdefault("DOCEXTRACT_PREFECT__SERVER", "ephemeral")
 
 
 @pytest.fixture(autouse=True)

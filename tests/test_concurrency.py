@@ -19,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from _seed import MODEL_ID, make_png, ops_settings
 from sqlalchemy import select
 
@@ -196,3 +197,41 @@ def wait_for_running_claim(factory: Any, worker: Any, timeout: float = 60) -> Or
                 return Orphan(Path(row.document.paths[0].path).name, row.id)
         time.sleep(0.1)
     raise AssertionError("the worker never claimed a unit")
+
+
+def test_the_same_bytes_under_two_names_in_one_run_are_extracted_once(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """a.pdf and a byte-identical b.pdf in flight at once (the flow's task, two threads): one
+    extraction, one attempt, both paths recorded, and the second name does no work."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from flows.extract import extract_document
+    from pipeline.backends import register_backend
+
+    def slow(request: Any, number: int) -> str:
+        time.sleep(0.3)  # both tasks are in flight before the first one finishes
+        return empty_record_json(request.json_schema)
+
+    register_backend("slow-scripted", lambda settings: ScriptedModel(slow, "scripted-slow"))
+    monkeypatch.setenv("DOCEXTRACT_DB_URL", db_url)
+    monkeypatch.setenv("DOCEXTRACT_CACHE_DIR", str(tmp_path / "cache"))
+    first = make_png(tmp_path / "in" / "a.png", "same bytes")
+    second = tmp_path / "in" / "b.png"
+    second.write_bytes(first.read_bytes())
+    factory = session_factory(open_database(db_url))
+    with factory.begin() as session:
+        run_id = repo.start_run(session, "run", {}).id
+    overrides = {"model": {"backend": "slow-scripted"}, "tiling": {"strategy": "anyres"}}
+    with ThreadPoolExecutor(2) as pool:
+        futures = [
+            pool.submit(extract_document.fn, str(p), overrides, run_id, ["failed"])
+            for p in (first, second)
+        ]
+        rows = [row for f in futures for row in f.result()]
+    assert sorted(r["did_work"] for r in rows) == [False, True], rows
+    with factory() as session:
+        (extraction,) = session.scalars(select(Extraction)).all()
+        (document,) = session.scalars(select(Document)).all()
+        assert extraction.attempts == 1
+        assert sorted(p.name for p in document.paths) == ["a.png", "b.png"]

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from _extract import extract_final
 from conftest import make_page
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from pipeline.backends.grammar import compile_json_schema
@@ -258,3 +259,54 @@ def test_schemas_command_lists_built_ins_and_custom_ones(tmp_path: Path) -> None
     assert table.exit_code == 0 and "invoice" in table.stdout and "1.1" in table.stdout
     bad = runner.invoke(app, ["schemas", "--schema", "no_such_module_xyz:M"])
     assert bad.exit_code == 2 and "Cannot import" in bad.output
+
+
+@pytest.mark.parametrize("kind", ["json", "module"])
+def test_a_custom_schema_has_one_name_everywhere_and_its_extractions_rerun(
+    kind: str, module: str, tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stored, shown and selected under one name (`receipt`, not `receipt.json`); a later
+    process that never loaded the schema reloads it from its stored reference to rerun."""
+    from PIL import Image
+
+    from flows.rerun import rerun_document
+    from pipeline.backends.scripted import empty_record_json
+    from pipeline.reruns import plan_rerun, selection_from
+    from pipeline.runner import process, register
+    from pipeline.store import repository as repo
+    from pipeline.store.db import open_database, session_factory
+    from pipeline.store.models import Extraction
+
+    monkeypatch.chdir(tmp_path)  # the JSON file is given relative, as a user types it
+    write_schema(tmp_path / "receipt.json", RECEIPT)
+    reference = "receipt.json" if kind == "json" else f"{module}:Ticket"
+    stored = "receipt" if kind == "json" else reference
+    monkeypatch.setenv("DOCEXTRACT_DB_URL", sqlite_url)
+    monkeypatch.setenv("DOCEXTRACT_CACHE_DIR", str(tmp_path / "cache"))
+    settings = Settings(schemas=[reference], model={"backend": "scripted"}, workers=1)
+    model = ScriptedModel(lambda r, n: empty_record_json(r.json_schema), "scripted-empty")
+    path = tmp_path / "scan.png"
+    Image.new("RGB", (300, 400), "white").save(path)
+    factory = session_factory(open_database(sqlite_url))
+    (outcome,) = process(factory, register(factory, path, settings), settings, model=model)
+    assert outcome.schema == stored
+
+    forget_custom_schemas()  # as in a new process
+    monkeypatch.chdir("/")  # ... started elsewhere
+    statuses = ["succeeded", "needs_review"]
+    for given in {stored, str(tmp_path / "receipt.json") if kind == "json" else reference}:
+        assert selection_from(statuses, None, None, None, None, given, None).schema == stored
+    selection = selection_from(statuses, None, None, None, None, stored, None)
+    rerun_settings = Settings(model={"backend": "scripted"})
+    with factory() as session:
+        plan = plan_rerun(session, selection, rerun_settings)
+    assert len(plan.units) == 1 and not plan.skipped, plan.to_json()
+    with factory.begin() as session:
+        run_id = repo.start_run(session, "rerun", {}).id
+    units = [u.to_json() for u in plan.units]
+    scripted = {"model": {"backend": "scripted"}}
+    (again,) = rerun_document.fn(plan.units[0].document_id, units, scripted, run_id)
+    assert again["did_work"] and again["schema"] == stored
+    with factory() as session:
+        (extraction,) = session.scalars(select(Extraction)).all()
+        assert extraction.schema_name == stored and extraction.attempts == 2

@@ -60,7 +60,17 @@ def run_samples(
     db_url: str, env: dict[str, str], inbox: Path = SAMPLES, *options: str
 ) -> list[dict[str, object]]:
     result = docextract(
-        "run", str(inbox), "--model", "tiny-random", "--db", db_url, "--json", *options, env=env
+        "run",
+        str(inbox),
+        "--model",
+        "tiny-random",
+        "--schema",
+        "invoice",
+        "--db",
+        db_url,
+        "--json",
+        *options,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)
@@ -182,6 +192,8 @@ def test_kill_9_mid_run_then_run_again_loses_and_duplicates_nothing(
         str(inbox),
         "--model",
         "tiny-random",
+        "--schema",
+        "invoice",
         "--db",
         sqlite_url,
         "--json",

@@ -325,3 +325,27 @@ def test_rerun_through_the_cli_and_the_prefect_flow(
             "render_timeout"
         ]
     assert cli("--dry-run", "--error-category", "render_timeout")["units"] == []  # all done
+
+
+def test_forget_removes_what_a_mistaken_model_left(db_url: str, tmp_path: Path) -> None:
+    """`docextract forget --model M` removes exactly M's extractions and their history."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    factory = session_factory(open_database(db_url))
+    with factory.begin() as session:
+        document = repo.register_document(session, tmp_path / "a.pdf", "ab" * 32, 10, None)
+        for model_id in ("tiny-randm", "tiny-random-v1"):
+            unit = repo.UnitOfWork(document.id, "invoice", "1.1", model_id, "p1")
+            repo.claim(session, unit, "w", lease=timedelta(hours=1))
+            repo.release(session, repo.current_extraction(session, unit).id, "w", "config")
+    cli = CliRunner()
+    dry = cli.invoke(app, ["forget", "--model", "tiny-randm", "--dry-run", "--db", db_url])
+    assert dry.exit_code == 0 and "would remove 1 extraction(s)" in dry.output, dry.output
+    done = cli.invoke(app, ["forget", "--model", "tiny-randm", "--db", db_url])
+    assert done.exit_code == 0 and "removed 1 extraction(s)" in done.output, done.output
+    with factory() as session:
+        assert session.scalars(select(Extraction.model_id)).all() == ["tiny-random-v1"]
+        events = session.scalars(select(ExtractionEvent)).all()
+        assert {e.extraction.model_id for e in events} == {"tiny-random-v1"}

@@ -169,3 +169,14 @@ def test_postgres_connections_killed_mid_document_do_not_lose_the_result(
     factory = session_factory(open_database(postgres_url))
     with factory() as session:
         assert session.scalars(select(Extraction.status)).one() == "needs_review"
+
+
+def test_an_unchanged_needs_review_document_shows_its_reasons(
+    tmp_path: Path, settings: Settings
+) -> None:
+    path = png(tmp_path)
+    first = run_one(path, settings, ScriptedModel(empty_answers))
+    second = run_one(path, settings, ScriptedModel(empty_answers))
+    assert first["status"] == second["status"] == "needs_review"
+    assert not second["did_work"]
+    assert "invoice_number" in str(second["reason"]) and "more)" in str(second["reason"])

@@ -75,7 +75,9 @@ def test_serve_dry_run_prints_the_deployments_without_the_database_url(
 def test_serve_refuses_to_run_without_a_prefect_server(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DOCEXTRACT_"))}
     env.update(
-        PREFECT_HOME=str(tmp_path / "prefect"), DOCEXTRACT_DB_URL=f"sqlite:///{tmp_path / 'd.db'}"
+        PREFECT_HOME=str(tmp_path / "prefect"),
+        DOCEXTRACT_DB_URL=f"sqlite:///{tmp_path / 'd.db'}",
+        DOCEXTRACT_PREFECT__SERVER="ephemeral",
     )
     result = subprocess.run(
         [
@@ -154,9 +156,12 @@ def read_deployments(get_client: Any) -> dict[str, dict[str, Any]]:
     return found
 
 
-def test_serve_accepts_auto_routing_like_run(tmp_path: Path) -> None:
+def test_serve_accepts_auto_routing_like_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """One name check for every command: `auto` is a schema choice (its candidates are checked),
     for `serve` as for `run` (the copy serve had refused it as an unknown schema)."""
+    monkeypatch.setenv("DOCEXTRACT_DB_URL", f"sqlite:///{tmp_path / 'served.db'}")
     args = ["serve", "--inbox", str(tmp_path), "--backend", "scripted", "--dry-run"]
     result = CliRunner().invoke(app, [*args, "--schema", "auto"])
     assert result.exit_code == 0, result.output

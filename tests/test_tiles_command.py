@@ -123,7 +123,11 @@ def test_run_passes_the_tiling_option_to_the_flow(
     result = runner.invoke(app, [*args, "--tiling", "grid"])
     assert result.exit_code == 0, result.output
     assert seen == {
-        "overrides": {"model": {"name": "tiny-random"}, "tiling": {"strategy": "grid"}},
+        "overrides": {  # no --schema: routed (auto)
+            "schemas": ["auto"],
+            "model": {"name": "tiny-random"},
+            "tiling": {"strategy": "grid"},
+        },
         "strategy": "grid",
     }
     result = runner.invoke(app, [*args, "--tiling", "mosaic"])

@@ -29,7 +29,13 @@ from _workers import Workers, running_workers
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from flows.fanout import ChunkReport, FanoutReport, chunked, require_shared_database
+from flows.fanout import (
+    ChunkReport,
+    FanoutReport,
+    chunked,
+    merge_overrides,
+    require_shared_database,
+)
 from flows.pool import chunk_deployment, fanout_deployment
 from pipeline.cli import app
 from pipeline.errors import ConfigError
@@ -49,6 +55,19 @@ def test_chunks_keep_the_order_and_the_last_one_is_short() -> None:
     assert chunked([], 5) == []
     with pytest.raises(ConfigError, match="chunk size must be at least 1, got 0"):
         chunked(files, 0)
+
+
+def test_a_runs_overrides_refine_the_deployments_and_never_blank_them() -> None:
+    deployed = {"model": {"name": "tiny-random", "backend": "scripted"}, "schemas": ["invoice"]}
+    assert merge_overrides(deployed, {}) == deployed
+    merged = merge_overrides(deployed, {"model": {"backend": "tiny"}, "workers": 2})
+    assert merged == {
+        "model": {"name": "tiny-random", "backend": "tiny"},
+        "schemas": ["invoice"],
+        "workers": 2,
+    }
+    assert merge_overrides(deployed, {"schemas": ["form"]})["schemas"] == ["form"]
+    assert deployed["model"] == {"name": "tiny-random", "backend": "scripted"}  # not mutated
 
 
 def test_a_pool_refuses_sqlite_and_secret_parameters(tmp_path: Path) -> None:
@@ -154,7 +173,7 @@ def test_two_workers_on_a_process_pool_do_each_document_exactly_once(
     for number in range(DOCUMENTS):
         make_png(inbox / f"doc-{number:02d}.png", f"document {number}")
     cli = CliRunner()
-    pool = ["--pool", workers.pool, "--backend", "scripted"]
+    pool = ["--pool", workers.pool, "--backend", "scripted", "--schema", "invoice"]
     nightly = ["--cron", "0 2 * * *", "--timezone", "UTC", "--inbox", str(inbox)]
     deployed = cli.invoke(app, ["pool", "deploy", *pool, "--workers", "2", *nightly])
     assert deployed.exit_code == 0, deployed.output
@@ -272,6 +291,29 @@ def test_chunks_that_no_worker_takes_are_reported_and_the_command_fails(
 
 
 @pytest.mark.slow
+def test_pool_run_keeps_the_deployed_model(
+    prefect_api_url: str, pool_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`pool run` without --model starts chunk runs with the deployed model, not the default."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    inbox = tmp_path / "inbox"
+    make_png(inbox / "doc-0.png", "document 0")
+    pool = f"model-pool-{uuid.uuid4().hex[:8]}"
+    cli = CliRunner()
+    deployed = ["--model", "tiny-random", "--backend", "scripted"]
+    assert cli.invoke(app, ["pool", "deploy", "--pool", pool, *deployed]).exit_code == 0
+    args = ["pool", "run", str(inbox), "--pool", pool, "--chunk-size", "1", "--timeout", "1"]
+    assert cli.invoke(app, args).exit_code == 1  # no worker: the chunk stays Scheduled
+    with get_client(sync_client=True) as client:
+        (run,) = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[pool]))
+        )
+    assert run.parameters["overrides"]["model"] == {"name": "tiny-random", "backend": "scripted"}
+
+
+@pytest.mark.slow
 def test_a_chunk_that_fails_on_its_worker_is_reported_and_its_documents_stay_claimable(
     prefect_api_url: str, pool_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -283,7 +325,7 @@ def test_a_chunk_that_fails_on_its_worker_is_reported_and_its_documents_stay_cla
     broken = {**pool_env, "DOCEXTRACT_DB_URL": "postgresql://nobody@127.0.0.1:1/none"}
     env = {**os.environ, **broken, "PREFECT_API_URL": prefect_api_url}
     with running_workers(["misconfigured"], env, tmp_path, prefix="broken-pool") as workers:
-        pool = ["--pool", workers.pool, "--backend", "scripted"]
+        pool = ["--pool", workers.pool, "--backend", "scripted", "--schema", "invoice"]
         cli = CliRunner()
         assert cli.invoke(app, ["pool", "deploy", *pool]).exit_code == 0
         args = ["pool", "run", str(inbox), *pool, "--timeout", str(RUN_TIMEOUT_S), "--json"]

@@ -5,8 +5,9 @@ exports, `docextract eval`, the review desk) runs end to end on any labelled fol
 model. Ground truth is the `docextract eval` format: `NAME.json` beside `NAME.pdf`.
 
 How a request finds its document: every `VisionRequest` carries `document` (the source file's
-path, set by `extract(document=...)`) and `page`. The answer for the schema whose grammar the
-request carries is the truth record, on every tile of page 1 (tile merging keeps a value that
+path, set by `extract(document=...)`) and `page`. A routing request (`--schema auto`, the default)
+is answered with the schema the document has truth for. The answer for the schema whose grammar
+the request carries is the truth record, on every tile of page 1 (tile merging keeps a value that
 several tiles agree on once), and an empty record on the other pages and for documents without
 truth. So the values' page hints point at page 1, even where a value is printed further on
 (grounding then finds it on its own page).
@@ -84,6 +85,9 @@ class TruthModel:
                 "the scripted-truth backend answers from the ground truth beside a document, "
                 "and this request does not name its document (VisionRequest.document)"
             )
+        choices = _routing_choices(request.json_schema)
+        if choices is not None:
+            return self._route(Path(request.document), *choices)
         empty = empty_record_json(request.json_schema)
         found = self._record(Path(request.document), request.json_schema)
         if found is None or (request.page or 1) != 1:
@@ -92,6 +96,17 @@ class TruthModel:
         if self.perturb != "none":
             record = self._perturbed(truth, schema, record)
         return json.dumps(record, ensure_ascii=False)
+
+    def _route(self, document: Path, key: str, names: list[str]) -> str:
+        """A routing answer: the first schema the document has truth for among `names` (the
+        first name when it has none)."""
+        resolved = document.resolve()
+        truths = [t for t in self._truths(resolved.parent) if t.document.resolve() == resolved]
+        chosen = next(
+            (n for t in truths for r in t.records for n in names if get_schema(n) is get_schema(r)),
+            names[0],
+        )
+        return json.dumps({key: chosen})
 
     def _truths(self, folder: Path) -> list[GroundTruth]:
         with self._lock:
@@ -151,6 +166,17 @@ class TruthModel:
                 if get_schema(name) is schema:
                     out += [v for p, v in leaves(record) if p == path]
         return out
+
+
+def _routing_choices(json_schema: dict[str, Any] | None) -> tuple[str, list[str]] | None:
+    """(key, names) of a routing request's grammar: one property, a string enum of schema
+    names (`pipeline.routing.classify.routing_grammar`); None for an extraction request."""
+    properties = (json_schema or {}).get("properties") or {}
+    if len(properties) != 1:
+        return None
+    ((key, spec),) = properties.items()
+    names = spec.get("enum") if isinstance(spec, dict) else None
+    return (key, [str(n) for n in names]) if names else None
 
 
 def _labelled(truth: GroundTruth, schema: type[ExtractionSchema]) -> list[str]:

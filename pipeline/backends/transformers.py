@@ -3,33 +3,23 @@
 Static batches through `generate()`: left padding, greedy decoding, one JSON-Schema grammar per
 row (pipeline.backends.grammar), each row cut at its own token cap. All torch/transformers code
 of the in-process path lives here; `random_llava.py` only builds checkpoint folders for it.
+torch and transformers are imported on first use, not with this module: a command that finds
+every document done (or names an unknown device) never pays their 3-7 s import.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-import torch
-from transformers import (
-    AutoConfig,
-    AutoModelForImageTextToText,
-    AutoProcessor,
-    LlavaNextForConditionalGeneration,
-    LlavaNextProcessor,
-    LogitsProcessorList,
-    MaxTimeCriteria,
-    StoppingCriteria,
-    StoppingCriteriaList,
-)
+from typing import TYPE_CHECKING, Any
 
 from pipeline.backends.grammar import JsonSchemaLogitsProcessor
+from pipeline.backends.hub import check_available, resolve_source
 from pipeline.backends.random_llava import (
     TINY_GEOMETRY,
     TINY_MODEL_ID,
@@ -38,36 +28,24 @@ from pipeline.backends.random_llava import (
 )
 from pipeline.errors import ConfigError, ModelError
 from pipeline.geometry import ImageGeometry, anyres_image_tokens
-from pipeline.settings import MODEL_ALIASES, ModelSettings, Settings
+from pipeline.settings import ModelSettings, Settings
 from pipeline.types import StopReason, TokenLogprob, VisionOutput, VisionRequest
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
 _DEVICE_TYPES = ("cpu", "cuda")
-
-
-def resolve_source(name: str) -> str:
-    """Alias -> hub id; an existing folder -> its absolute path; anything else is a hub id.
-
-    Raises ConfigError for a name that looks like a path (./, /, ~) but is no folder.
-    """
-    name = MODEL_ALIASES.get(name, name)
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return str(path.resolve())
-    if name.startswith((".", "/", "~")) or path.exists():
-        raise ConfigError(
-            f"Model folder {name!r} does not exist (or is not a folder). Give a "
-            "checkpoint folder, a Hugging Face hub id or an alias "
-            f"({', '.join(MODEL_ALIASES)})."
-        )
-    return name
+_PLAIN_DEVICE = re.compile(r"auto|(cpu|cuda)(:\d+)?")
 
 
 def parse_device(name: str) -> torch.device | None:
     """The torch device named by a setting (None for 'auto'). Raises ConfigError if unknown."""
     if name == "auto":
         return None
+    import torch
+
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError) as error:
@@ -87,6 +65,8 @@ def resolve_device(name: str) -> torch.device:
 
     Raises ConfigError for an unknown device or one this machine does not have.
     """
+    import torch
+
     device = parse_device(name)
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -103,6 +83,8 @@ def resolve_device(name: str) -> torch.device:
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     """'auto': bfloat16 on GPUs that support it, float16 on older GPUs, float32 on CPU."""
+    import torch
+
     if name != "auto":
         return getattr(torch, name)
     if device.type == "cuda":
@@ -184,7 +166,8 @@ class TransformersVisionModel:
         local_files_only: bool | None = None,
         prepare: Callable[[], object] | None = None,
     ) -> None:
-        parse_device(settings.device)  # an unknown device name fails now, not after a download
+        if not _PLAIN_DEVICE.fullmatch(settings.device):  # checked without importing torch
+            parse_device(settings.device)  # an unknown device fails now, not after a download
         self.source = source
         self.settings = settings
         pinned = f"{source}@{settings.revision}" if settings.revision else source
@@ -202,8 +185,22 @@ class TransformersVisionModel:
         # would only compete for the same GPU (or oversubscribe the CPU threads).
         self._generate_lock = threading.Lock()
 
+    def preflight(self) -> None:
+        """Check, without loading, that the checkpoint can be loaded here (a hub id with
+        downloads off must be in the cache). Raises ConfigError."""
+        if self._prepare is None:  # a checkpoint built on load (tiny-random) is always there
+            check_available(self.source, self.settings.revision, self.local_files_only)
+
     def load(self) -> None:
         """Load processor and weights once. Raises ConfigError for settings that cannot work."""
+        from transformers import (
+            AutoConfig,
+            AutoModelForImageTextToText,
+            AutoProcessor,
+            LlavaNextForConditionalGeneration,
+            LlavaNextProcessor,
+        )
+
         with self._lock:
             if self.model is not None:
                 return
@@ -291,6 +288,9 @@ class TransformersVisionModel:
             return self._generate(batch, timeout_s)
 
     def _generate(self, batch: PreparedBatch, timeout_s: float | None) -> list[VisionOutput]:
+        import torch
+        from transformers import LogitsProcessorList, MaxTimeCriteria, StoppingCriteriaList
+
         requests = batch.requests
         caps = [min(r.max_new_tokens, self.settings.max_new_tokens) for r in requests]
         eos, pad = self.special_token_ids()
@@ -303,7 +303,7 @@ class TransformersVisionModel:
             max_new_tokens=caps,
         )
         recorder = _LogprobRecorder()
-        stopping: list[StoppingCriteria] = [_RowBudget(batch.inputs["input_ids"].shape[1], caps)]
+        stopping: list[Any] = [_RowBudget(batch.inputs["input_ids"].shape[1], caps)]
         if timeout_s is not None:
             stopping.append(MaxTimeCriteria(max_time=timeout_s))
         try:
@@ -418,10 +418,13 @@ class PreparedBatch:
     inputs: Any
 
 
-class _RowBudget(StoppingCriteria):
-    """Ends each row at its own token cap; `generate()` pads it while the others go on."""
+class _RowBudget:
+    """Stopping criterion (duck-typed, as `_LogprobRecorder` is a logits processor): ends each
+    row at its own token cap; `generate()` pads it while the others go on."""
 
     def __init__(self, prompt_length: int, caps: Sequence[int]) -> None:
+        import torch
+
         self.prompt_length = prompt_length
         self.caps = torch.tensor(caps)
 
@@ -445,6 +448,8 @@ class _LogprobRecorder:
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if self._last is not None:  # input_ids now ends with the token chosen from _last
             self._chosen.append(self._last.gather(1, input_ids[:, -1:]).squeeze(1))
+        import torch
+
         self._last = torch.log_softmax(scores.float(), dim=-1)
         return scores
 
@@ -455,6 +460,8 @@ class _LogprobRecorder:
         if len(chosen) < steps and self._last is not None:  # the last token saw no next call
             last = new_tokens[:, len(chosen) : len(chosen) + 1]
             chosen.append(self._last.gather(1, last).squeeze(1))
+        import torch
+
         if not chosen:
             return torch.zeros(new_tokens.shape, dtype=torch.float32)
         return torch.stack(chosen, dim=1).float().cpu()

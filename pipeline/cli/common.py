@@ -8,6 +8,7 @@ Prefect is imported only by the commands that run flows.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from pipeline.backends import create_model
@@ -33,8 +35,17 @@ app = typer.Typer(
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema commands.")
 app.add_typer(db_app, name="db")
-# Tables stay readable when the output goes to a file or CI log (rich assumes 80 columns there).
-console = Console(width=None if sys.stdout.isatty() else 160)
+
+
+def output_width() -> int | None:
+    """The width tables are laid out for: the terminal's, or COLUMNS when set (rich reads
+    it); 160 when output goes to a file or CI log without COLUMNS (rich would assume 80)."""
+    if sys.stdout.isatty() or os.environ.get("COLUMNS", "").strip().isdigit():
+        return None
+    return 160
+
+
+console = Console(width=output_width())
 err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -54,6 +65,9 @@ PerturbOption = Annotated[
         help="With --backend scripted-truth: make one must-be-grounded value per record wrong: "
         "digit, swap, foreign, made-up or date."
     ),
+]
+WorkersOption = Annotated[
+    int | None, typer.Option(help="Documents in flight at once (1 or more).", min=1)
 ]
 
 
@@ -81,8 +95,21 @@ def build_settings(db: str | None = None, **overrides: Any) -> Settings:
         values["db_url"] = db
     try:
         return Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid setting: {problems}") from None
     except ValueError as exc:
         raise ConfigError(f"invalid setting: {exc}") from None
+
+
+def schema_or_default(schema: str | None) -> str | None:
+    """`--schema` as given; without it (and without DOCEXTRACT_SCHEMAS) `auto`, so that a mixed
+    inbox is not read as invoices: each document is routed to invoice, form, table or chart."""
+    if schema or os.environ.get("DOCEXTRACT_SCHEMAS"):
+        return schema
+    return AUTO
 
 
 def names_option(value: str | None) -> list[str]:
@@ -141,5 +168,10 @@ def check_names(settings: Settings, *, connect: bool = True) -> None:
             get_schema(name)
     check_ocr(settings)  # OCR forced without Tesseract
     model = create_model(settings)  # unknown backend or model names fail here, before any work
-    if connect and getattr(model, "batches_itself", False):
+    if not connect:
+        return
+    preflight = getattr(model, "preflight", None)
+    if preflight is not None:
+        preflight()  # a checkpoint that cannot be had here (offline, not cached) stops it now
+    if getattr(model, "batches_itself", False):
         model.load()  # a remote server that is down, or lacks the model, stops the run now

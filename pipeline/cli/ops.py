@@ -13,6 +13,7 @@ from rich.table import Table
 from pipeline.cli.common import (
     DbOption,
     JsonOption,
+    WorkersOption,
     app,
     build_settings,
     check_names,
@@ -20,20 +21,24 @@ from pipeline.cli.common import (
     console,
     err_console,
     exits_cleanly,
+    schema_or_default,
 )
-from pipeline.cli.output import print_outcomes, progress_bar
+from pipeline.cli.output import add_columns, fit_reason, local_time, print_outcomes, progress_bar
+from pipeline.cli.server import connect_prefect
 from pipeline.errors import ConfigError
 from pipeline.export import export
 from pipeline.reruns import plan_rerun, rerun_overrides, selection_from
 from pipeline.runner import Outcome
-from pipeline.settings import Settings
+from pipeline.settings import MODEL_ALIASES, Settings
 from pipeline.store.db import open_database, session_factory
+from pipeline.store.repository import forget_extractions
 
 StatusOption = Annotated[
     list[str] | None,
     typer.Option(
         "--status",
-        help="failed, needs_review, partial, succeeded or pending; repeat for several.",
+        help="failed, needs_review, partial, succeeded, pending, approved, corrected or "
+        "rejected; repeat for several.",
         show_default=False,
     ),
 ]
@@ -70,12 +75,20 @@ def rerun(
     ] = None,
     backend: Annotated[str | None, typer.Option(help="Backend name.")] = None,
     db: DbOption = None,
-    workers: Annotated[int | None, typer.Option(help="Documents in flight at once.")] = None,
+    workers: WorkersOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List, change nothing.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace records that reviewers approved, corrected or rejected."
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Rerun exactly the selected extractions (default: --status failed) through the Prefect
-    flow. A successful rerun replaces the current result; the history keeps the old one."""
+    flow. A successful rerun replaces the current result; the history keeps the old one. A
+    reviewed record (approved, corrected, rejected) stands unless --force: the attempt is kept
+    in the history, beside it in the review desk."""
 
     overrides = cli_overrides(backend=backend, workers=workers)
     settings = build_settings(db, **rerun_overrides(overrides, model))
@@ -87,6 +100,7 @@ def rerun(
             plan = plan_rerun(session, selection, settings)
         _print_plan(plan.to_json(), as_json)
         return
+    check_names(settings)  # a mistyped --model stops here, before any row is claimed
     parameters = {
         "statuses": status,
         "error_categories": error_category,
@@ -96,6 +110,7 @@ def rerun(
         "schema_name": schema,
         "model": model,
         "overrides": overrides,
+        "force": force,
     }
     _print_rerun(_run_rerun_flow(url, settings, parameters, as_json), as_json)
 
@@ -104,9 +119,8 @@ def _run_rerun_flow(
     url: str, settings: Settings, parameters: dict[str, Any], as_json: bool
 ) -> dict[str, Any]:
     os.environ["DOCEXTRACT_DB_URL"] = url  # the flow reads it from the environment, not params
-    from flows.prefect_env import apply_quiet_defaults
 
-    apply_quiet_defaults()
+    connect_prefect(settings)
     from flows.rerun import run_rerun
 
     with progress_bar(console, enabled=not as_json):
@@ -114,12 +128,12 @@ def _run_rerun_flow(
 
 
 def _print_plan(plan: dict[str, Any], as_json: bool) -> None:
+
     if as_json:
         print(json.dumps(plan, indent=2, default=str))
         return
     table = Table(title=f"rerun plan: {len(plan['units'])} extraction(s)")
-    for column in ("document", "sha256", "schema", "model", "status", "reason", "updated"):
-        table.add_column(column, overflow="fold")
+    add_columns(table, ("document", "sha256", "schema", "model", "status", "reason", "updated"))
     for u in plan["units"]:
         table.add_row(
             u["name"],
@@ -128,9 +142,9 @@ def _print_plan(plan: dict[str, Any], as_json: bool) -> None:
             u["model_id"],
             u["status"],
             u["reason"] or "",
-            str(u["updated_at"])[:19],
+            local_time(u["updated_at"]),
         )
-    console.print(table)
+    console.print(fit_reason(table, console))
     _print_skipped(plan["skipped"])
 
 
@@ -153,8 +167,13 @@ def _print_rerun(result: dict[str, Any], as_json: bool) -> None:
 @app.command("export")
 @exits_cleanly
 def export_command(
-    out: Annotated[Path, typer.Option("--out", help="File to write (CSV adds <stem>.<list>.csv).")],
-    fmt: Annotated[str, typer.Option("--format", help="jsonl, csv or parquet.")] = "jsonl",
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="File to write (CSV adds <stem>.<list>.csv; truth: a folder)."),
+    ],
+    fmt: Annotated[
+        str, typer.Option("--format", help="jsonl, csv, parquet or truth (eval's ground truth).")
+    ] = "jsonl",
     status: StatusOption = None,
     schema: SchemaOption = None,
     model: Annotated[str | None, typer.Option(help="Model alias, id or id prefix.")] = None,
@@ -164,15 +183,49 @@ def export_command(
     db: DbOption = None,
 ) -> None:
     """Write current records, one row each with provenance columns (default: --status
-    succeeded), for an ERP import."""
+    succeeded), for an ERP import. `--format truth` writes reviewed records (default: --status
+    approved --status corrected) as ground truth that `docextract eval DIR` reads."""
 
     settings = build_settings(db)
-    selection = selection_from(status or ["succeeded"], None, doc, since, until, schema, model)
+    default = ["approved", "corrected"] if fmt == "truth" else ["succeeded"]
+    selection = selection_from(status or default, None, doc, since, until, schema, model)
     factory = session_factory(open_database(settings.db_url.get_secret_value(), create=False))
     with factory() as session:
         result = export(session, selection, fmt, out)
     files = ", ".join(str(f) for f in result.files)
     console.print(f"exported {result.rows} record(s) to {files}")
+
+
+@app.command()
+@exits_cleanly
+def forget(
+    model: Annotated[
+        str,
+        typer.Option(help="Exactly this model id or alias (what `status` shows in 'model')."),
+    ],
+    schema: SchemaOption = None,
+    status: StatusOption = None,
+    db: DbOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, remove nothing.")] = False,
+) -> None:
+    """Remove the extractions a mistaken run left (a mistyped --model), with their history.
+    Documents stay; running claims are never touched."""
+
+    settings = build_settings(db)
+    selection = selection_from(status, None, None, None, None, schema, model)  # checks names
+    factory = session_factory(open_database(settings.db_url.get_secret_value(), create=False))
+    with factory.begin() as session:
+        forgotten = forget_extractions(
+            session,
+            MODEL_ALIASES.get(model, model),
+            schema=selection.schema,
+            statuses=list(status or ()),
+            dry_run=dry_run,
+        )
+    verb = "would remove" if dry_run else "removed"
+    console.print(f"{verb} {forgotten.extractions} extraction(s) and their history")
+    for (model_id, schema_name, state), count in sorted(forgotten.groups.items()):
+        console.print(f"  {count} {state} {schema_name} by {model_id}", markup=False)
 
 
 @app.command()
@@ -186,7 +239,7 @@ def serve(
     schema: Annotated[str | None, typer.Option(help="Schema name(s), comma-separated.")] = None,
     model: Annotated[str | None, typer.Option(help="Model alias, folder or hub id.")] = None,
     backend: Annotated[str | None, typer.Option(help="Backend name.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Documents in flight per run.")] = None,
+    workers: WorkersOption = None,
     db: DbOption = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the deployments, serve nothing.")
@@ -195,7 +248,9 @@ def serve(
     """Serve the nightly deployment (cron) and the on-demand rerun deployment until stopped."""
     if not inbox.is_dir():
         raise ConfigError(f"--inbox {str(inbox)!r} is not a folder")
-    overrides = cli_overrides(schema=schema, model=model, backend=backend, workers=workers)
+    overrides = cli_overrides(
+        schema=schema_or_default(schema), model=model, backend=backend, workers=workers
+    )
     settings = build_settings(db, **overrides)
     check_names(settings, connect=False)  # unknown names fail here, not at 02:00
     url = settings.db_url.get_secret_value()
@@ -217,12 +272,12 @@ def serve(
     if dry_run:
         print(json.dumps([describe(d) for d in deployments], indent=2))
         return
-    from prefect.settings import PREFECT_API_URL
 
-    if not PREFECT_API_URL.value():  # environment or Prefect profile
+    if connect_prefect(settings).kind == "ephemeral":
         # A temporary server would take the schedule and the UI with it when this stops.
         raise ConfigError(
-            "serve needs a Prefect server: start one (`prefect server start`) and set "
-            "PREFECT_API_URL=http://127.0.0.1:4200/api (or your server's /api URL)"
+            "serve needs a Prefect server that outlives it: the local background one "
+            "(DOCEXTRACT_PREFECT__SERVER=background, the default) or yours (`prefect server "
+            "start`) with PREFECT_API_URL=http://HOST:4200/api"
         )
     serve_deployments(deployments, settings.workers)

@@ -6,17 +6,21 @@ import json
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
+from rich.errors import MarkupError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from pipeline import progress
 from pipeline.evidence import leaves
+from pipeline.review.report import status_hint
 from pipeline.runner import Outcome
 from pipeline.store.models import Document, Extraction
-from pipeline.store.queries import RunMetrics
+from pipeline.store.queries import RunMetrics, to_utc_assumed
 
 STATUS_STYLE = {
     "succeeded": "green",
@@ -26,6 +30,53 @@ STATUS_STYLE = {
     "running": "cyan",
     "pending": "dim",
 }
+
+
+def local_time(moment: datetime | str | None) -> str:
+    """Every time on screen in one format: this machine's local time, to the second (the
+    time `--since`/`--until` read). Stored times are UTC; SQLite hands them back naive."""
+    if moment is None:
+        return "-"
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return to_utc_assumed(moment).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def iso_time(moment: datetime | None) -> str | None:
+    """A stored time for JSON: ISO 8601 in UTC with its offset."""
+    return None if moment is None else to_utc_assumed(moment).isoformat()
+
+
+def add_columns(table: Table, names: Sequence[str]) -> None:
+    """Columns that never wrap: a file name is never split, and a row stays one line (see
+    `fit_reason`)."""
+    for name in names:
+        table.add_column(name, no_wrap=True, overflow="ellipsis")
+
+
+def fit_reason(table: Table, console: Console) -> Table:
+    """Give the `reason` column what the other columns leave of the console's width (at least
+    8), so a reason (one line already, with a count of the others) ends in an ellipsis
+    instead of wrapping over many lines; `show` has it in full."""
+    others = 0
+    for column in table.columns:
+        if column.header == "reason":
+            continue
+        cells = [_cell_len(c) for c in column._cells]
+        others += max([len(str(column.header)), *cells]) + 3  # padding and border
+    reason = next((c for c in table.columns if c.header == "reason"), None)
+    if reason is not None:
+        reason.width = max(8, console.width - others - 4)
+    return table
+
+
+def _cell_len(cell: object) -> int:
+    if not isinstance(cell, str):
+        return 1
+    try:
+        return Text.from_markup(cell).cell_len
+    except MarkupError:
+        return Text(cell).cell_len
 
 
 @contextmanager
@@ -68,19 +119,17 @@ def print_outcomes(
         print(json.dumps([o.to_json() for o in outcomes], indent=2))
         return
     table = Table(title=f"docextract {title}")
-    for column in ("document", "pages", "schema", "status", "reason", "seconds"):
-        table.add_column(column, overflow="fold")
+    add_columns(table, ("document", "pages", "schema", "status", "reason", "seconds"))
     for o in outcomes:
-        status = o.status if o.did_work else f"{o.status} (unchanged)"
         table.add_row(
             o.path.rsplit("/", 1)[-1],
             str(o.pages or "-"),
             o.schema,
-            f"[{STATUS_STYLE.get(o.status, '')}]{status}[/]",
+            f"[{STATUS_STYLE.get(o.status, '')}]{o.status}[/]",
             o.reason or "",
-            f"{o.seconds:.1f}",
+            f"{o.seconds:.1f}" if o.did_work else "unchanged",
         )
-    console.print(table)
+    console.print(fit_reason(table, console))
     counts = Counter(o.status for o in outcomes)
     worked = sum(1 for o in outcomes if o.did_work)
     console.print(
@@ -95,11 +144,13 @@ def print_status(
     latest: Sequence[Extraction],
     as_json: bool = False,
     runs: Sequence[RunMetrics] = (),
+    errors: dict[str, int] | None = None,
 ) -> None:
     rows = [_extraction_row(e) for e in latest]
+    errors = errors or {}
     if as_json:
-        data = {"counts": counts, "runs": [r.to_json() for r in runs], "latest": rows}
-        print(json.dumps(data, indent=2, default=str))
+        data = {"counts": counts, "errors": errors, "runs": [r.to_json() for r in runs]}
+        print(json.dumps({**data, "latest": rows}, indent=2, default=str))
         return
     summary = Table(title="extractions by status")
     summary.add_column("status")
@@ -107,11 +158,17 @@ def print_status(
     for status, count in sorted(counts.items()):
         summary.add_row(f"[{STATUS_STYLE.get(status, '')}]{status}[/]", str(count))
     console.print(summary)
+    if errors:
+        by_category = Table(title="failed by error category")
+        by_category.add_column("error category")
+        by_category.add_column("count", justify="right")
+        for category, count in sorted(errors.items(), key=lambda item: (-item[1], item[0])):
+            by_category.add_row(category, str(count))
+        console.print(by_category)
     if runs:
         console.print(_runs_table(runs))
     table = Table(title="latest")
-    for column in ("document", "sha256", "schema", "model", "status", "reason", "updated"):
-        table.add_column(column, overflow="fold")
+    add_columns(table, ("document", "sha256", "schema", "model", "status", "reason", "updated"))
     for row in rows:
         table.add_row(
             row["document"],
@@ -120,9 +177,10 @@ def print_status(
             row["model_id"],
             f"[{STATUS_STYLE.get(row['status'], '')}]{row['status']}[/]",
             row["reason"] or "",
-            str(row["updated_at"])[:19],
+            local_time(row["updated_at"]),
         )
-    console.print(table)
+    console.print(fit_reason(table, console))
+    console.print(status_hint(counts, runs[0].run_id if runs else None))
 
 
 def _runs_table(runs: Sequence[RunMetrics]) -> Table:
@@ -136,7 +194,7 @@ def _runs_table(runs: Sequence[RunMetrics]) -> Table:
         table.add_row(
             str(r.run_id),
             r.kind,
-            str(r.started_at)[:19],
+            local_time(r.started_at),
             str(r.extractions),
             str(r.pages),
             "unfinished" if r.finished_at is None else (f"{rate:,.0f}" if rate else "-"),
@@ -147,7 +205,6 @@ def _runs_table(runs: Sequence[RunMetrics]) -> Table:
 
 def _extraction_row(e: Extraction) -> dict[str, Any]:
     names = [p.name for p in sorted(e.document.paths, key=lambda p: (p.last_seen_at, p.id))]
-    reason = e.error_message or ("; ".join(e.review_reasons[:2]) if e.review_reasons else None)
     return {
         "document": names[-1] if names else "",
         "sha256": e.document.sha256,
@@ -155,7 +212,7 @@ def _extraction_row(e: Extraction) -> dict[str, Any]:
         "model_id": e.model_id,
         "status": e.status,
         "error_category": e.error_category,
-        "reason": reason,
+        "reason": e.reason,
         "tokens": e.input_tokens + e.output_tokens,
         "pages": e.pages_total,
         "updated_at": e.updated_at,
@@ -170,8 +227,8 @@ def document_json(document: Document, raw: bool = False) -> dict[str, Any]:
         "size_bytes": document.size_bytes,
         "page_count": document.page_count,
         "paths": [p.path for p in document.paths],
-        "first_seen_at": str(document.first_seen_at),
-        "last_seen_at": str(document.last_seen_at),
+        "first_seen_at": iso_time(document.first_seen_at),
+        "last_seen_at": iso_time(document.last_seen_at),
         "pages": [
             {"number": p.number, "width": p.width, "height": p.height, "dpi": p.dpi}
             for p in document.pages
@@ -199,12 +256,15 @@ def _extraction_json(e: Extraction, raw: bool) -> dict[str, Any]:
         "pages": {"total": e.pages_total, "failed": e.pages_failed},
         "timings": e.timings,
         "seconds": e.seconds,
+        "model_calls": e.model_calls,
+        "cpu_seconds": e.cpu_seconds,
+        "gpu_seconds": e.gpu_seconds,
         "attempts": e.attempts,
         "errors": e.errors,
-        "updated_at": str(e.updated_at),
+        "updated_at": iso_time(e.updated_at),
         "history": [
             {
-                "at": str(ev.at),
+                "at": iso_time(ev.at),
                 "status": ev.status,
                 "attempt": ev.attempt,
                 "error_category": ev.error_category,

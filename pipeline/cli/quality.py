@@ -29,11 +29,14 @@ from pipeline.cli.common import (
     names_option,
 )
 from pipeline.cli.output import progress_bar
+from pipeline.cli.review import eval_reviewed
+from pipeline.cli.server import connect_prefect
 from pipeline.errors import ConfigError, InputError, ModelError
 from pipeline.evaluation import Case, GroundTruth, SchemaReport, evaluate, load_ground_truth
 from pipeline.ingest import ingest_file
 from pipeline.prompts import PROMPT_VERSION
 from pipeline.render.raster import rasterize
+from pipeline.routing import AUTO
 from pipeline.settings import Settings
 from pipeline.store import repository as repo
 from pipeline.store.db import dispose_engines, open_database, session_factory
@@ -68,6 +71,15 @@ def schemas_command(schema: SchemaOption = None, as_json: JsonOption = False) ->
         }
         for name, s in known_schemas().items()
     ]
+    rows.append(
+        {
+            "name": AUTO,
+            "version": "-",
+            "origin": "routing",
+            "fields": 0,
+            "summary": "the model picks one of DOCEXTRACT_ROUTING__CANDIDATES per document",
+        }
+    )
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -82,19 +94,35 @@ def schemas_command(schema: SchemaOption = None, as_json: JsonOption = False) ->
 @app.command("eval")
 @exits_cleanly
 def eval_command(
-    directory: Annotated[Path, typer.Argument(help="Folder of documents with NAME.json truth.")],
+    directory: Annotated[
+        Path | None, typer.Argument(help="Folder of documents with NAME.json truth.")
+    ] = None,
     schema: SchemaOption = None,
     model: ModelOption = None,
     backend: BackendOption = None,
     perturb: PerturbOption = None,
     db: DbOption = None,
+    reviewed: Annotated[
+        bool,
+        typer.Option(
+            "--reviewed",
+            help="Instead of a folder: score the model's original records against the ones "
+            "reviewers approved or corrected in --db.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Run the pipeline over DIRECTORY and score it against the ground truth beside each file.
 
     Without --db the run goes into a temporary SQLite database, so every document is extracted
-    afresh; with --db, extractions already stored for this model are reused.
+    afresh; with --db, extractions already stored for this model are reused. With --reviewed,
+    nothing runs: the reviewed records in --db are the truth.
     """
+    if reviewed:
+        eval_reviewed(db, names_option(schema), as_json, _print_report)
+        return
+    if directory is None:
+        raise ConfigError("give a folder of documents with ground truth, or --reviewed")
     if not directory.is_dir():
         raise ConfigError(f"{str(directory)!r} is not a folder of documents with ground truth.")
     truths = load_ground_truth(directory)
@@ -156,9 +184,8 @@ def _run_and_collect(
         names = tuple(n for n in selected if _truth_record(truth, get_schema(n)) is not None)
         if names:
             plan.setdefault(names, []).append(truth)
-    from flows.prefect_env import apply_quiet_defaults
 
-    apply_quiet_defaults()
+    connect_prefect(settings)
     from flows.extract import run_extraction
 
     outcomes = []

@@ -19,6 +19,7 @@ from pipeline.cli.common import (
     DbOption,
     JsonOption,
     PerturbOption,
+    WorkersOption,
     app,
     build_settings,
     check_names,
@@ -27,6 +28,7 @@ from pipeline.cli.common import (
     db_app,
     err_console,
     exits_cleanly,
+    schema_or_default,
 )
 from pipeline.cli.output import (
     document_json,
@@ -35,9 +37,17 @@ from pipeline.cli.output import (
     print_status,
     progress_bar,
 )
+from pipeline.cli.server import connect_prefect
 from pipeline.errors import ConfigError, StoreError
 from pipeline.store import repository as repo
-from pipeline.store.db import make_engine, open_database, safe_url, session_factory, upgrade
+from pipeline.store.db import (
+    EmptyDatabase,
+    make_engine,
+    open_database,
+    safe_url,
+    session_factory,
+    upgrade,
+)
 from pipeline.store.queries import recent_run_metrics
 
 
@@ -47,7 +57,10 @@ def run(
     paths: Annotated[list[Path], typer.Argument(help="Files and folders (recursed) to extract.")],
     schema: Annotated[
         str | None,
-        typer.Option(help="Schema name(s), comma-separated: invoice, or a custom module:Model."),
+        typer.Option(
+            help="Schema name(s), comma-separated: auto (default: each document routed), "
+            "invoice, form, table, chart, a custom module:Model or schema.json."
+        ),
     ] = None,
     model: Annotated[
         str | None,
@@ -81,14 +94,14 @@ def run(
         ),
     ] = None,
     db: DbOption = None,
-    workers: Annotated[int | None, typer.Option(help="Documents in flight at once.")] = None,
+    workers: WorkersOption = None,
     perturb: PerturbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Extract every document under PATHS through the Prefect flow, then print a summary."""
 
     overrides = cli_overrides(
-        schema=schema,
+        schema=schema_or_default(schema),
         model=model,
         backend=backend,
         base_url=base_url,
@@ -102,9 +115,8 @@ def run(
     url = settings.db_url.get_secret_value()
     open_database(url)  # a broken database stops the run here, before any work
     os.environ["DOCEXTRACT_DB_URL"] = url  # the flow reads it from the environment, not params
-    from flows.prefect_env import apply_quiet_defaults
 
-    apply_quiet_defaults()
+    connect_prefect(settings)
     from flows.extract import run_extraction
 
     missing = [str(p) for p in paths if not p.exists()]
@@ -126,12 +138,18 @@ def status(
     """Counts per status, pages per hour and tokens per page of recent runs, latest results."""
 
     settings = build_settings(db)
-    factory = session_factory(open_database(settings.db_url.get_secret_value(), create=False))
+    try:
+        engine = open_database(settings.db_url.get_secret_value(), create=False)
+    except EmptyDatabase as exc:  # a state, not a failure: nothing has run against it yet
+        console.print(str(exc), markup=False)
+        return
+    factory = session_factory(engine)
     with factory() as session:
         counts = repo.status_counts(session)
         latest = repo.latest_extractions(session, limit)
         metrics = recent_run_metrics(session, runs)
-        print_status(console, counts, latest, as_json=as_json, runs=metrics)
+        errors = repo.error_counts(session)
+        print_status(console, counts, latest, as_json=as_json, runs=metrics, errors=errors)
 
 
 @app.command()
@@ -155,7 +173,12 @@ def show(
     with factory() as session:
         documents = repo.find_documents(session, doc)
         if not documents:
-            err_console.print(f"no document matches {doc!r}; `docextract status` lists them")
+            short = len(doc) < 6 and all(c in "0123456789abcdefABCDEF" for c in doc)
+            hint = "; a sha256 prefix needs at least 6 characters" if short else ""
+            err_console.print(
+                f"no document matches {doc!r}{hint}; `docextract status` lists them",
+                markup=False,
+            )
             raise typer.Exit(1)
         if len(documents) > 1:
             names = ", ".join(d.sha256[:12] for d in documents)

@@ -27,6 +27,7 @@ from pipeline.cli.common import (
     console,
     err_console,
     exits_cleanly,
+    schema_or_default,
 )
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
@@ -111,7 +112,9 @@ def deploy(
     per chunk) and, with --cron and --inbox, the nightly docextract-fanout/POOL."""
     if cron and (inbox is None or not inbox.is_dir()):
         raise ConfigError(f"--cron needs --inbox, an existing folder (got {str(inbox)!r})")
-    overrides = cli_overrides(schema=schema, model=model, backend=backend, base_url=base_url)
+    overrides = cli_overrides(
+        schema=schema_or_default(schema), model=model, backend=backend, base_url=base_url
+    )
     settings = _prepare(db, overrides, workers)
     from flows.deploy import local_timezone
     from flows.pool import chunk_deployment, ensure_pool, fanout_deployment, register

@@ -46,7 +46,7 @@ from pipeline.store.models import Extraction
 from pipeline.store.queries import Selection, last_seen_paths, select_extractions, to_utc_assumed
 from schemas import get_schema
 
-FORMATS = ("jsonl", "csv", "parquet")
+FORMATS = ("jsonl", "csv", "parquet", "truth")
 _S, _I, _F = Shape("string"), Shape("integer"), Shape("number")
 # The provenance columns every row starts with, with their types.
 PROVENANCE = Shape(
@@ -129,16 +129,29 @@ def _row(e: Extraction) -> dict[str, Any]:
 def export(session: Session, selection: Selection, fmt: str, out: Path) -> ExportResult:
     """Write the selected extractions to `out` in `fmt`; returns the row count and the files
     written (CSV adds one file per list field). Raises ConfigError for an unknown format, a
-    CSV/Parquet selection that mixes schemas or names an unknown one, or a missing pyarrow."""
+    CSV/Parquet selection that mixes schemas or names an unknown one, a missing pyarrow, or an
+    `out` that cannot be written."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "truth":  # `out` is a folder: documents with their NAME.json (pipeline.review)
+        from pipeline.review.truth import write_truth
+
+        written = write_truth(session, selection, out)
+        return ExportResult(written.documents, written.files)
     rows = export_rows(session, selection)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "jsonl":
-        return ExportResult(len(rows), write_jsonl(rows, out))
-    shape = _record_shape(rows, selection.schema, fmt)
-    writer = write_csv if fmt == "csv" else write_parquet
-    return ExportResult(len(rows), writer(rows, out, shape))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "jsonl":
+            return ExportResult(len(rows), write_jsonl(rows, out))
+        shape = _record_shape(rows, selection.schema, fmt)
+        writer = write_csv if fmt == "csv" else write_parquet
+        return ExportResult(len(rows), writer(rows, out, shape))
+    except OSError as exc:  # a folder that cannot be made, a read-only disk, no permission
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise ConfigError(
+            f"cannot write the export to {str(out)!r}{where}: {exc.strerror or exc}; choose "
+            "another --out"
+        ) from None
 
 
 def _record_shape(rows: Sequence[dict[str, Any]], schema: str | None, fmt: str) -> Shape:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.render.common import Emit
 
 if TYPE_CHECKING:
-    from pipeline.evidence.words import PageWords, Source  # noqa: F401 (imported again at run time)
+    from pipeline.evidence.words import PageWords, Source
 
 # What pdfium raises on a file or page it cannot read, besides its own PdfiumError.
 _READ_ERRORS = (OSError, ValueError, RuntimeError, MemoryError, KeyError, IndexError)

@@ -143,6 +143,7 @@ def claim(
             updated_at=now,
             run_id=run_id,
             attempts=Extraction.attempts + 1,
+            version=Extraction.version + 1,
         )
         .execution_options(synchronize_session=False)
     )
@@ -188,7 +189,13 @@ def release(session: Session, extraction_id: int, worker: str, reason: str) -> b
     result = session.execute(
         update(Extraction)
         .where(*owned(extraction_id, worker))
-        .values(status=Status.PENDING.value, claimed_by=None, claimed_at=None, updated_at=utcnow())
+        .values(
+            status=Status.PENDING.value,
+            claimed_by=None,
+            claimed_at=None,
+            updated_at=utcnow(),
+            version=Extraction.version + 1,
+        )
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]

@@ -14,8 +14,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy import URL, Engine, create_engine, event, inspect
+from sqlalchemy.exc import NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.errors import ConfigError, StoreError
@@ -31,28 +31,60 @@ def safe_url(url: str) -> str:
 
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except SQLAlchemyError:
+    except (SQLAlchemyError, ValueError):  # ValueError: a port that is not a number
         return "<unparseable database URL>"
 
 
-def make_engine(url: str) -> Engine:
-    """An Engine for `url`; SQLite gets WAL, a busy timeout and foreign keys."""
+SUPPORTED_DATABASES = (
+    "SQLite (sqlite:///path/to/docextract.db) or PostgreSQL (postgresql://user@host/db)"
+)
+
+
+def parse_url(url: str) -> URL:
+    """`url` parsed and checked to name a supported database. Raises ConfigError (never
+    showing the password) for an unparsable URL, a port that is not a number, `postgres://`,
+    or another database than SQLite and PostgreSQL."""
     from sqlalchemy.engine import make_url
 
     try:
         parsed = make_url(url)
-    except SQLAlchemyError as exc:
-        raise ConfigError(f"Cannot parse database URL {safe_url(url)!r}: {exc}") from None
+    except (SQLAlchemyError, ValueError) as exc:  # ValueError: a port that is not a number
+        reason = "the port is not a number" if isinstance(exc, ValueError) else str(exc)
+        raise ConfigError(f"Cannot parse the database URL: {reason}.") from None
+    backend = parsed.get_backend_name()
+    if backend == "postgres":
+        raise ConfigError(
+            f"Database URL {safe_url(url)!r}: SQLAlchemy does not accept 'postgres://'; "
+            "write 'postgresql://' instead."
+        )
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"Database URL {safe_url(url)!r} names {backend!r}; docextract supports "
+            f"{SUPPORTED_DATABASES}."
+        )
     if parsed.drivername == "postgresql":  # psycopg 3 is what we install
         parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
-        return engine
-    return create_engine(parsed, pool_pre_ping=True)
+    return parsed
+
+
+def make_engine(url: str) -> Engine:
+    """An Engine for `url`; SQLite gets WAL, a busy timeout and foreign keys. Raises
+    ConfigError for an unsupported URL or a database driver that is not installed."""
+    parsed = parse_url(url)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(parsed, connect_args={"timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "begin", _sqlite_begin_immediate)
+            return engine
+        return create_engine(parsed, pool_pre_ping=True)
+    except (ImportError, NoSuchModuleError) as exc:
+        raise ConfigError(
+            f"Database URL {safe_url(url)!r}: its driver is not installed ({exc}); use "
+            "postgresql:// (psycopg 3, installed) or sqlite:///."
+        ) from None
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -96,12 +128,20 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
     return before, head_revision(engine)
 
 
+class EmptyDatabase(StoreError):
+    """A reading command met a database without docextract's tables: nothing extracted yet."""
+
+
 def open_database(url: str, *, create: bool = True) -> Engine:
     """Connect and check the schema version.
 
-    An empty database gets the schema when `create` is set. A database at an older revision
+    An empty database gets the schema when `create` is set (commands that write). Without
+    `create` (commands that only read) nothing is created: a SQLite file that does not exist
+    raises StoreError, an empty database EmptyDatabase. A database at an older revision
     raises StoreError naming `docextract db upgrade`; an unreachable one raises StoreError.
     """
+    if not create:
+        _require_sqlite_file(url)
     engine = make_engine(url)
     try:
         with engine.connect() as connection:
@@ -110,6 +150,12 @@ def open_database(url: str, *, create: bool = True) -> Engine:
             log.info("empty database %s: creating the schema", safe_url(url))
             upgrade(engine)
             return engine
+        if not tables:
+            raise EmptyDatabase(
+                f"The database {safe_url(url)!r} is empty: nothing has been extracted into it "
+                "yet (`docextract run` creates its tables). Check --db or DOCEXTRACT_DB_URL if "
+                "you expected results there."
+            )
         current, head = current_revision(engine), head_revision(engine)
     except OperationalError as exc:
         raise StoreError(
@@ -122,6 +168,20 @@ def open_database(url: str, *, create: bool = True) -> Engine:
             f"needs {head!r}. Run `docextract db upgrade --db URL` (back it up first)."
         )
     return engine
+
+
+def _require_sqlite_file(url: str) -> None:
+    """Raise StoreError when `url` is a SQLite file that does not exist (connecting would
+    create it, empty, at what is most likely a mistyped path)."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    path = Path(parsed.database).expanduser()
+    if not path.is_file():
+        raise StoreError(
+            f"The SQLite database {str(path)!r} does not exist (nothing was created). Check "
+            "--db or DOCEXTRACT_DB_URL; `docextract run` creates a new one."
+        )
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -140,6 +140,7 @@ class Extraction(Base):
         Index("ix_extractions_status", "status"),
         Index("ix_extractions_run_id", "run_id"),
         Index("ix_extractions_updated_at", "updated_at"),
+        Index("ix_extractions_status_updated_at", "status", "updated_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -176,11 +177,34 @@ class Extraction(Base):
     claimed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Bumped by every write of the row (claim, outcome, review decision): the review desk's
+    # optimistic check refuses a save made on an older version (revision 0003).
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
+    # The review queue's risk order, kept beside the JSON it comes from: the lowest per-field
+    # confidence (None: none measured) and the number of review reasons.
+    min_confidence: Mapped[float | None]
+    reason_count: Mapped[int] = mapped_column(default=0, server_default="0")
 
     document: Mapped[Document] = relationship(back_populates="extractions")
     events: Mapped[list[ExtractionEvent]] = relationship(
         back_populates="extraction", order_by="ExtractionEvent.id", cascade="all, delete-orphan"
     )
+
+    @property
+    def reason(self) -> str | None:
+        """Why it is not simply succeeded, on one line: the error message, or the first review
+        reason and how many more there are."""
+        return one_line_reason(self.error_message, self.review_reasons)
+
+
+def one_line_reason(error_message: str | None, review_reasons: list[str] | None) -> str | None:
+    """The error message, else the first review reason with a count of the others."""
+    if error_message:
+        return error_message
+    if not review_reasons:
+        return None
+    more = len(review_reasons) - 1
+    return review_reasons[0] + (f" (+{more} more)" if more else "")
 
 
 class ExtractionEvent(Base):
@@ -225,3 +249,30 @@ class ExtractionEvent(Base):
     gpu_seconds: Mapped[float | None]
 
     extraction: Mapped[Extraction] = relationship(back_populates="events")
+
+
+class Review(Base):
+    """One decision at the review desk (append-only): who, when, what the record was before and
+    after, the per-field diff, and which model and prompt version made the original."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    extraction_id: Mapped[int] = mapped_column(
+        ForeignKey("extractions.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    reviewer: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(16))  # approved, corrected or rejected
+    reason: Mapped[str | None] = mapped_column(Text)  # why it was rejected
+    original_record: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    corrected_record: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # [{"path": "total", "before": "4,645.14", "after": "4645.14"}, ...]
+    diff: Mapped[list[Any]] = mapped_column(default=list)
+    remaining_reasons: Mapped[list[Any]] = mapped_column(default=list)
+    schema_name: Mapped[str] = mapped_column(String(128))
+    schema_version: Mapped[str] = mapped_column(String(32))
+    model_id: Mapped[str] = mapped_column(String(255))
+    prompt_version: Mapped[str] = mapped_column(String(32))
+    previous_status: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int]  # the extraction's version this decision wrote

@@ -1,7 +1,8 @@
 """The typed outcome of one extraction attempt, and how the store keeps it.
 
-The status itself is decided once, in `pipeline.finalize`; the store only adds one retention
-rule: a failed attempt never erases an earlier record (the failure goes into the history).
+The status itself is decided once, in `pipeline.finalize`; the store only adds retention rules:
+a failed attempt never erases an earlier record, and a reviewer's decision stands unless forced
+(the attempt goes into the history either way).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.store.claims import owned as _owned
 from pipeline.store.models import Extraction, ExtractionEvent, utcnow
+from pipeline.store.reviews import risk_columns
 from pipeline.types import Status
 
 
@@ -78,7 +80,12 @@ FINAL_STATUSES = tuple(s.value for s in Status if s.is_final)
 
 
 def save_outcome(
-    session: Session, extraction_id: int, worker: str, outcome: ExtractionOutcome
+    session: Session,
+    extraction_id: int,
+    worker: str,
+    outcome: ExtractionOutcome,
+    *,
+    force: bool = False,
 ) -> bool:
     """Write a final outcome if we still own the claim, and append it to the history.
 
@@ -87,7 +94,9 @@ def save_outcome(
 
     A failed attempt never erases an earlier record: when the unit already holds one (this was
     a rerun of a succeeded, needs_review or partial result), the failure goes into the history
-    and the row keeps its earlier outcome, with a second event that says so.
+    and the row keeps its earlier outcome, with a second event that says so. Likewise a person's
+    decision (approved, corrected, rejected) stands against any attempt unless `force` (`rerun
+    --force`): the attempt is kept in the history, for comparison in the review desk.
     """
     fields = outcome.columns()
     owned = _owned(extraction_id, worker)
@@ -103,12 +112,14 @@ def save_outcome(
     if touched.rowcount != 1:  # type: ignore[attr-defined]
         return False
     earlier = session.scalar(select(Extraction.record).where(Extraction.id == extraction_id))
-    kept = _status_to_keep(session, extraction_id, fields, has_record=earlier is not None)
-    values = dict(fields) if kept is None else {"status": kept}
+    kept = _status_to_keep(
+        session, extraction_id, fields, has_record=earlier is not None, force=force
+    )
+    values = {**fields, **risk_columns(fields)} if kept is None else {"status": kept}
     session.execute(
         update(Extraction)
         .where(Extraction.id == extraction_id)
-        .values(**values, claimed_by=None, claimed_at=None)
+        .values(**values, claimed_by=None, claimed_at=None, version=Extraction.version + 1)
         .execution_options(synchronize_session=False)
     )
     extraction = session.get(Extraction, extraction_id)
@@ -128,16 +139,43 @@ def save_outcome(
                 at=now,
                 status=kept,
                 attempt=attempt,
-                error_message=f"attempt {attempt} failed; the earlier {kept} record was kept",
+                error_message=_kept_message(attempt, fields["status"], kept),
             )
         )
     return True
 
 
+def _kept_message(attempt: int, status: str, kept: str) -> str:
+    if Status(kept).is_reviewed:
+        return (
+            f"attempt {attempt} ({status}) kept in the history; the {kept} record of a "
+            "reviewer stands (`docextract rerun --force` replaces it)"
+        )
+    return f"attempt {attempt} failed; the earlier {kept} record was kept"
+
+
 def _status_to_keep(
-    session: Session, extraction_id: int, fields: dict[str, Any], *, has_record: bool
+    session: Session,
+    extraction_id: int,
+    fields: dict[str, Any],
+    *,
+    has_record: bool,
+    force: bool = False,
 ) -> str | None:
-    """The earlier final status to keep instead of writing `fields`, or None to write them."""
+    """The earlier final status to keep instead of writing `fields`, or None to write them:
+    a reviewer's decision (unless `force`), or a record that a failed attempt must not erase."""
+    if not force:
+        latest = session.scalar(
+            select(ExtractionEvent.status)
+            .where(
+                ExtractionEvent.extraction_id == extraction_id,
+                ExtractionEvent.status.in_(FINAL_STATUSES),
+            )
+            .order_by(ExtractionEvent.id.desc())
+            .limit(1)
+        )
+        if latest is not None and Status(latest).is_reviewed:
+            return latest
     if fields.get("status") != Status.FAILED.value or not has_record:
         return None
     return session.scalar(

@@ -8,11 +8,12 @@ and only the owner can write the result.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.store.claims import (
@@ -29,12 +30,13 @@ from pipeline.store.models import (
     Document,
     DocumentPath,
     Extraction,
+    ExtractionEvent,
     Page,
     Run,
     utcnow,
 )
 from pipeline.store.outcome import ExtractionOutcome, save_outcome
-from pipeline.types import PageImage
+from pipeline.types import PageImage, Status
 
 
 def register_document(
@@ -126,6 +128,16 @@ def status_counts(session: Session) -> dict[str, int]:
     return {status: count for status, count in rows}
 
 
+def error_counts(session: Session) -> dict[str, int]:
+    """Current failed extractions per error category (what to fix first)."""
+    rows = session.execute(
+        select(Extraction.error_category, func.count())
+        .where(Extraction.status == Status.FAILED.value)
+        .group_by(Extraction.error_category)
+    )
+    return {category or "unknown": count for category, count in rows}
+
+
 def latest_extractions(session: Session, limit: int = 20) -> list[Extraction]:
     return list(
         session.scalars(
@@ -151,6 +163,48 @@ def find_documents(session: Session, reference: str) -> list[Document]:
 
 def seen_since(session: Session, since: datetime) -> list[Document]:
     return list(session.scalars(select(Document).where(Document.last_seen_at >= since)))
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What `forget_extractions` removed (or would remove): counts per (model, schema, status)."""
+
+    groups: dict[tuple[str, str, str], int]
+
+    @property
+    def extractions(self) -> int:
+        return sum(self.groups.values())
+
+
+def forget_extractions(
+    session: Session,
+    model_id: str,
+    *,
+    schema: str | None = None,
+    statuses: Sequence[str] = (),
+    dry_run: bool = False,
+) -> Forgotten:
+    """Delete the extractions made by exactly `model_id` (optionally only `schema` and
+    `statuses`), with their history: what a mistaken run left. Documents, pages and runs stay.
+    With `dry_run`, count only. Running claims are never touched (a live worker owns them)."""
+    conditions = [Extraction.model_id == model_id, Extraction.status != Status.RUNNING.value]
+    if schema:
+        conditions.append(Extraction.schema_name == schema)
+    if statuses:
+        conditions.append(Extraction.status.in_(list(statuses)))
+    rows = session.execute(
+        select(Extraction.model_id, Extraction.schema_name, Extraction.status, func.count())
+        .where(*conditions)
+        .group_by(Extraction.model_id, Extraction.schema_name, Extraction.status)
+    )
+    forgotten = Forgotten({(m, s, st): n for m, s, st, n in rows})
+    if not dry_run and forgotten.extractions:
+        ids = select(Extraction.id).where(*conditions).scalar_subquery()
+        session.execute(delete(ExtractionEvent).where(ExtractionEvent.extraction_id.in_(ids)))
+        session.execute(
+            delete(Extraction).where(*conditions).execution_options(synchronize_session=False)
+        )
+    return forgotten
 
 
 # Claims (claims.py) and the typed outcome (outcome.py) are part of this API.
