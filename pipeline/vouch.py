@@ -108,7 +108,7 @@ def vouch(extracted: Extracted, words: DocumentWords | None, settings: Settings)
         grounding, confidence = groundings.get(path), confidences[path]
         reasons = grounding_reasons({path: value}, groundings, must.__contains__)
         if not reasons and threshold > 0:
-            reasons = confidence_reasons({path: confidence}, threshold)
+            reasons = confidence_reasons({path: _without_rules(confidence)}, threshold)
         vouched.reasons += reasons
         vouched.fields[path] = evidence_entry(grounding, confidence, reasons)
     return vouched
@@ -130,6 +130,14 @@ def evidence_entry(
         "occurrence": g.occurrence if g else None,
         "reasons": list(reasons),
     }
+
+
+def _without_rules(confidence: FieldConfidence) -> FieldConfidence:
+    """The confidence without its `rules` part: a failed rule has its own review reason; it
+    lowers the stored confidence but does not add a second reason per field it involves."""
+    rules = confidence.parts.get("rules", 1.0)
+    parts = {k: v for k, v in confidence.parts.items() if k != "rules"}
+    return FieldConfidence(confidence.path, confidence.value / rules if rules else 0.0, parts)
 
 
 @cache
