@@ -19,7 +19,6 @@ ms per page of the text layer and of OCR. The last line is the summary.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import tempfile
@@ -33,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipeline.evaluation import GroundTruth, load_ground_truth  # noqa: E402
+from pipeline.evaluation import GroundTruth, covers, load_ground_truth  # noqa: E402
 from pipeline.evidence import (  # noqa: E402
     DocumentIndex,
     PageWords,
@@ -55,20 +54,12 @@ FOUND = ("exact", "normalized", "fuzzy")
 def labelled_values(truth: GroundTruth) -> list[tuple[str, str, Any]]:
     """(schema, path, value) of every non-null truth leaf that counts: all of them, or only
     those under a path of the truth file's `"labelled"` list for that schema (`seller.name`
-    covers itself; `line_items` covers every item's fields)."""
-    data = json.loads(truth.source.read_text(encoding="utf-8"))
-    labelled = data.get("labelled") or {}
+    covers itself; `line_items` covers every item's fields): `pipeline.evaluation.covers`."""
     out = []
     for schema, record in truth.records.items():
-        paths = labelled.get(schema)
-        for path, value in leaves(record):
-            if paths is None or any(_covers(p, path) for p in paths):
-                out.append((schema, path, value))
+        paths = truth.labelled_paths(get_schema(schema))
+        out += [(schema, p, v) for p, v in leaves(record) if covers(paths, p)]
     return out
-
-
-def _covers(labelled: str, path: str) -> bool:
-    return path == labelled or path.startswith((labelled + ".", labelled + "["))
 
 
 @dataclass

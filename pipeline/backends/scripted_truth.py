@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from pipeline.backends.scripted import empty_record_json
 from pipeline.errors import ModelError
-from pipeline.evaluation import GroundTruth, load_ground_truth
+from pipeline.evaluation import GroundTruth, covers, load_ground_truth
 from pipeline.evidence import kind_function, leaves, must_be_grounded
 from pipeline.evidence.perturb import perturbations
 from pipeline.geometry import ImageGeometry, anyres_image_tokens
@@ -135,13 +135,13 @@ class TruthModel:
         seed = hashlib.sha256(f"{truth.document.name}/{self.perturb}".encode()).digest()
         rng = random.Random(seed)
         kind_of = kind_function(schema)
-        labelled = _labelled(truth, schema)
+        labelled = truth.labelled_paths(schema) or ()
         candidates = [
             (path, value)
             for path, value in leaves(record)
             if must_be_grounded(schema, path) and kind_of(path, value) != "skip"
         ]
-        preferred = [c for c in candidates if any(_covers(p, c[0]) for p in labelled)]
+        preferred = [c for c in candidates if labelled and covers(labelled, c[0])]
         preferred = preferred or candidates
         rng.shuffle(preferred)
         for path, value in preferred + [c for c in candidates if c not in preferred]:
@@ -177,20 +177,6 @@ def _routing_choices(json_schema: dict[str, Any] | None) -> tuple[str, list[str]
     ((key, spec),) = properties.items()
     names = spec.get("enum") if isinstance(spec, dict) else None
     return (key, [str(n) for n in names]) if names else None
-
-
-def _labelled(truth: GroundTruth, schema: type[ExtractionSchema]) -> list[str]:
-    """The truth file's labelled paths for `schema` (empty: none declared)."""
-    try:
-        data = json.loads(truth.source.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    labelled = data.get("labelled") or {}
-    return list(labelled.get(schema.schema_name) or [])
-
-
-def _covers(labelled: str, path: str) -> bool:
-    return path == labelled or path.startswith((labelled + ".", labelled + "["))
 
 
 def _set(record: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
