@@ -19,15 +19,12 @@ ms per page of the text layer and of OCR. The last line is the summary.
 from __future__ import annotations
 
 import argparse
-import itertools
-import json
 import random
 import sys
 import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipeline.evaluation import GroundTruth, load_ground_truth  # noqa: E402
+from pipeline.evaluation import GroundTruth, covers, load_ground_truth  # noqa: E402
 from pipeline.evidence import (  # noqa: E402
     DocumentIndex,
     PageWords,
@@ -47,7 +44,7 @@ from pipeline.evidence import (  # noqa: E402
     text_layer_usable,
     text_layer_words,
 )
-from pipeline.evidence.normalize import as_amount, as_date, letters_digits  # noqa: E402
+from pipeline.evidence.perturb import perturbations  # noqa: E402
 from schemas import get_schema  # noqa: E402
 
 DPI = 200
@@ -57,20 +54,12 @@ FOUND = ("exact", "normalized", "fuzzy")
 def labelled_values(truth: GroundTruth) -> list[tuple[str, str, Any]]:
     """(schema, path, value) of every non-null truth leaf that counts: all of them, or only
     those under a path of the truth file's `"labelled"` list for that schema (`seller.name`
-    covers itself; `line_items` covers every item's fields)."""
-    data = json.loads(truth.source.read_text(encoding="utf-8"))
-    labelled = data.get("labelled") or {}
+    covers itself; `line_items` covers every item's fields): `pipeline.evaluation.covers`."""
     out = []
     for schema, record in truth.records.items():
-        paths = labelled.get(schema)
-        for path, value in leaves(record):
-            if paths is None or any(_covers(p, path) for p in paths):
-                out.append((schema, path, value))
+        paths = truth.labelled_paths(get_schema(schema))
+        out += [(schema, p, v) for p, v in leaves(record) if covers(paths, p)]
     return out
-
-
-def _covers(labelled: str, path: str) -> bool:
-    return path == labelled or path.startswith((labelled + ".", labelled + "["))
 
 
 @dataclass
@@ -84,34 +73,6 @@ class Totals:
     text_ms: list[float] = field(default_factory=list)
     ocr_ms: list[float] = field(default_factory=list)
     misses: list[str] = field(default_factory=list)
-
-
-def perturbations(value: Any, kind: str, foreign: list[Any], rng: random.Random) -> dict[str, Any]:
-    """Wrong versions of a value by perturbation kind (only those that apply and differ)."""
-    out: dict[str, Any] = {}
-    text = str(value)
-    digits = [i for i, c in enumerate(text) if c.isdigit()]
-    if kind == "date" and as_date(value):
-        day = as_date(value)
-        assert day is not None
-        out["date"] = (day + timedelta(days=rng.choice([-1, 1]) * rng.randint(1, 30))).isoformat()
-        return out  # digit edits of an ISO date are date shifts too
-    if digits:
-        i = rng.choice(digits)
-        out["digit"] = (
-            text[:i] + rng.choice([d for d in "0123456789" if d != text[i]]) + text[i + 1 :]
-        )
-    pairs = [(a, b) for a, b in itertools.pairwise(digits) if text[a] != text[b]]
-    if pairs:
-        a, b = rng.choice(pairs)
-        out["swap"] = text[:a] + text[b] + text[a + 1 : b] + text[a] + text[b + 1 :]
-    others = [f for f in foreign if letters_digits(str(f)) != letters_digits(text)]
-    if others:
-        out["foreign"] = rng.choice(others)
-    amount = as_amount(value) if kind == "amount" else None
-    if amount is not None:
-        out["made-up"] = f"{float(abs(amount)) * rng.uniform(0.5, 1.5) + 1:.2f}"
-    return out
 
 
 def document_words(path: Path, totals: Totals) -> tuple[str, list[PageWords], list[Any]]:

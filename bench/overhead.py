@@ -7,6 +7,10 @@ from the batching layer (time inside generate). Stage times are thread-seconds (
 concurrently, so they can add up to more than the wall time).
 
     python bench/overhead.py [--documents 10] [--pages-per-document 5] [--workers 4]
+                             [--grounding on|off]
+
+`--grounding off` turns the page words and `vouch` off (DOCEXTRACT_GROUNDING__ENABLED=false), to
+measure what grounding costs: run it alternating with `on` on the same machine.
 """
 
 from __future__ import annotations
@@ -75,6 +79,10 @@ def instrument() -> None:
     tiling.tile_page = timed("tile (cut tiles)", tiling.tile_page)
     extraction.parse_answer = timed("validate (Pydantic)", extraction.parse_answer)
     extraction.extraction_prompt = timed("prompt", extraction.extraction_prompt)
+    import pipeline.render.words as words
+
+    runner.vouch = timed("vouch (ground, confidence)", runner.vouch)
+    words.WordsReader.result = timed("words: waited for at vouch", words.WordsReader.result)  # type: ignore[method-assign]
 
 
 def main() -> None:
@@ -84,6 +92,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--grounding", choices=("on", "off"), default="on")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -109,6 +118,7 @@ def main() -> None:
                 "max_new_tokens": args.max_new_tokens,
             },
             "workers": args.workers,
+            "grounding": {"enabled": args.grounding == "on"},
         }
         settings = Settings(**overrides)
         run_extraction([str(warmup)], overrides, settings)  # Prefect server, model load
@@ -129,7 +139,8 @@ def main() -> None:
     statuses = sorted({o.status for o in outcomes})
     print(
         f"{len(outcomes)} documents, {pages} pages, statuses {statuses}; "
-        f"workers {args.workers}, batch {args.batch_size}, max_new_tokens {args.max_new_tokens}"
+        f"workers {args.workers}, batch {args.batch_size}, max_new_tokens {args.max_new_tokens}, "
+        f"grounding {args.grounding}"
     )
     print(f"\n{'stage':40s} {'thread-s':>9s} {'ms/page':>8s}")
     print(f"{'model generate (busy)':40s} {busy:9.2f} {1000 * busy / pages:8.1f}")

@@ -12,6 +12,12 @@ schemas are scored alike:
 - a list of lists (table rows) scores precision/recall/F1 of non-empty cells, rows matched first;
 - a list of strings (column headers, notes) scores precision/recall/F1 as a multiset.
 Each extraction's status counts too: the share of documents needing review, or failed.
+
+Partly labelled truth (issue 18): a truth file may say which paths were labelled,
+`"labelled": {"invoice": ["total", "seller.name", "line_items"]}` (a list path: its items were
+labelled). Then only those paths are scored, in every metric and in the calibration figures
+(`pipeline.calibration`); a labelled path whose truth is null means "absent from the document"
+and is scored as usual. Without the key, every path is labelled.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from pipeline.errors import ConfigError
+from pipeline.evidence.fields import generic
 from schemas import get_schema
 from schemas.base import ExtractionSchema
 from schemas.types import parse_amount
@@ -40,11 +47,35 @@ _NUMERIC = re.compile(r"[\s\d.,'()+\-−€$£¥%]*\d[\s\d.,'()+\-−€$£¥%]*
 @dataclass(frozen=True)
 class GroundTruth:
     """The labelled records of one document, by schema name (each in `model_dump(mode="json")`
-    form), read from the `NAME.json` beside it."""
+    form), read from the `NAME.json` beside it; `labelled` the paths labelled per schema name
+    (None: all of them)."""
 
     document: Path
     source: Path
     records: dict[str, dict[str, Any]]
+    labelled: dict[str, tuple[str, ...]] | None = None
+
+    def labelled_paths(self, schema: type[ExtractionSchema]) -> tuple[str, ...] | None:
+        """The paths labelled for `schema` (None: every path)."""
+        if self.labelled is None:
+            return None
+        for key, paths in self.labelled.items():
+            if get_schema(key) is schema:
+                return paths
+        return ()
+
+
+def covers(labelled: Iterable[str] | None, path: str) -> bool:
+    """Whether field `path` (`total`, `line_items[2].amount` or `line_items[].amount`) is under
+    one of the `labelled` paths (`line_items` covers its items' fields; None covers all)."""
+    if labelled is None:
+        return True
+    path = generic(path)
+    for label in labelled:
+        label = generic(label)
+        if path == label or path.startswith((label + ".", label + "[")):
+            return True
+    return False
 
 
 def load_ground_truth(folder: Path) -> list[GroundTruth]:
@@ -79,6 +110,17 @@ def _truth(path: Path, data: dict[str, Any]) -> GroundTruth:
             f"{str(path)!r} is ground truth for {str(document)!r}, which does not exist; set "
             '"document" in it to the file name of the document.'
         )
+    labelled = data.get("labelled")
+    if labelled is not None and not (
+        isinstance(labelled, dict)
+        and all(
+            isinstance(v, list) and all(isinstance(p, str) for p in v) for v in labelled.values()
+        )
+    ):
+        raise ConfigError(
+            f'{str(path)!r}: "labelled" must map schema names to lists of field paths, '
+            'e.g. {"invoice": ["total", "seller.name", "line_items"]}'
+        )
     records = {}
     for name, record in data["records"].items():
         schema = get_schema(name)
@@ -89,18 +131,22 @@ def _truth(path: Path, data: dict[str, Any]) -> GroundTruth:
                 f"{str(path)!r}: the {name!r} record is not a valid {schema.schema_name!r} "
                 f"v{schema.schema_version} record: {exc.errors(include_url=False)[0]}"
             ) from None
-    return GroundTruth(document, path, records)
+    paths = {k: tuple(v) for k, v in labelled.items()} if labelled is not None else None
+    return GroundTruth(document, path, records, paths)
 
 
 @dataclass(frozen=True)
 class Case:
-    """One (document, schema): the truth, the stored prediction (None: no record), its status."""
+    """One (document, schema): the truth, the stored prediction (None: no record), its status,
+    the paths labelled (None: all) and the stored per-field evidence (`field_confidence`)."""
 
     document: str
     schema: type[ExtractionSchema]
     truth: dict[str, Any]
     predicted: dict[str, Any] | None
     status: str
+    labelled: tuple[str, ...] | None = None
+    evidence: dict[str, Any] | None = None
 
 
 @dataclass
@@ -166,6 +212,7 @@ class SchemaReport:
     statuses: Counter[str] = field(default_factory=Counter)
     fields: Scores = field(default_factory=dict)
     documents: list[dict[str, Any]] = field(default_factory=list)
+    calibration: dict[str, Any] | None = None  # set by pipeline.calibration.add_calibration
 
     def summary(self) -> dict[str, Any]:
         """Documents, statuses, review/failed shares; `exact` is the mean of the scalar
@@ -190,6 +237,7 @@ class SchemaReport:
             "version": self.version,
             **self.summary(),
             "fields": {name: score.to_json() for name, score in self.fields.items()},
+            **({"calibration": self.calibration} if self.calibration is not None else {}),
             "per_document": self.documents,
         }
 
@@ -201,7 +249,7 @@ def evaluate(cases: Iterable[Case]) -> dict[str, SchemaReport]:
         name = case.schema.schema_name
         report = reports.setdefault(name, SchemaReport(name, case.schema.schema_version))
         report.statuses[case.status] += 1
-        scores = score_record(case.schema, case.truth, case.predicted)
+        scores = score_record(case.schema, case.truth, case.predicted, case.labelled)
         for path, score in scores.items():
             _add(report.fields.setdefault(path, FieldScore(score.kind)), score)
         one = SchemaReport(name, report.version, Counter({case.status: 1}), scores).summary()
@@ -217,10 +265,14 @@ def evaluate(cases: Iterable[Case]) -> dict[str, SchemaReport]:
 
 
 def score_record(
-    schema: type[ExtractionSchema], truth: dict[str, Any], predicted: dict[str, Any] | None
+    schema: type[ExtractionSchema],
+    truth: dict[str, Any],
+    predicted: dict[str, Any] | None,
+    labelled: Iterable[str] | None = None,
 ) -> Scores:
-    """The field scores of one predicted record (None: no record) against its truth."""
-    walker = _Walker(schema.grammar_schema())
+    """The field scores of one predicted record (None: no record) against its truth; only the
+    `labelled` paths count (None: all)."""
+    walker = _Walker(schema.grammar_schema(), None if labelled is None else tuple(labelled))
     walker.compare(walker.root, truth, predicted or {}, "")
     return walker.out
 
@@ -228,8 +280,9 @@ def score_record(
 class _Walker:
     """Walks truth and prediction together along a JSON Schema, adding up scores in `out`."""
 
-    def __init__(self, root: dict[str, Any]) -> None:
+    def __init__(self, root: dict[str, Any], labelled: tuple[str, ...] | None = None) -> None:
         self.root = root
+        self.labelled = labelled
         self.out: Scores = {}
 
     def score(self, path: str, kind: str) -> FieldScore:
@@ -241,6 +294,8 @@ class _Walker:
             for key, sub in spec.get("properties", {}).items():
                 where = f"{path}.{key}" if path else key
                 self.compare(sub, (truth or {}).get(key), (predicted or {}).get(key), where)
+        elif not covers(self.labelled, path):
+            return  # nobody labelled it: neither right nor wrong
         elif spec.get("type") == "array":
             items = _resolve(self.root, spec.get("items", {}))
             kind = items.get("type")

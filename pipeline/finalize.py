@@ -1,8 +1,10 @@
 """Finalize: the one place a document's status is decided, from all the evidence at once.
 
-For each (document, schema): the merged record and its rules (review reasons), the pages that
-failed to render or to extract (the error budget), and the routing decision that chose the
-schema. `failed` is the same decision for a document that never reached the model.
+For each (document, schema): the merged record and its rules (review reasons), what `vouch`
+found (values not printed on the document, confidences below the threshold: review reasons; the
+per-field evidence), the pages that failed to render or to extract (the error budget), and the
+routing decision that chose the schema. `failed` is the same decision for a document that never
+reached the model.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pipeline.routing import Route
 from pipeline.routing.plan import route_review_reason, unit_identity
 from pipeline.settings import Settings
 from pipeline.types import ErrorCategory, ErrorItem, PageImage, Status
+from pipeline.vouch import Vouched
 
 
 def finalize(
@@ -28,6 +31,7 @@ def finalize(
     route: Route | None = None,
     pages: Sequence[PageImage] = (),
     duplicates: DuplicateEvidence | None = None,
+    vouched: Vouched | None = None,
 ) -> ExtractionResult:
     """The stored result of one extraction, with its one status.
 
@@ -38,6 +42,7 @@ def finalize(
     do not count in the error budget, and a document of only blank pages fails as `blank`);
     `duplicates` the stored invoices this one may duplicate: each is a review reason (a possible
     duplicate is never dropped: a person decides).
+    `vouched` the evidence (None: grounding is off).
     """
     schema = extracted.schema
     blank = blank_pages(pages)
@@ -63,6 +68,7 @@ def finalize(
     reasons += [doubt] if doubt else []
     if extracted.record is not None and duplicates is not None:
         reasons += duplicates.reasons()
+    reasons += vouched.reasons if vouched is not None else []
     result = ExtractionResult(
         schema_name=schema.schema_name,
         schema_version=schema.schema_version,
@@ -77,6 +83,8 @@ def finalize(
         route=route.to_json() if route is not None else None,
         pages=pages_provenance(pages),
         duplicates=duplicates,
+        field_confidence=vouched.fields if vouched is not None and extracted.record else None,
+        grounding=vouched.pages if vouched is not None else None,
     )
     _decide_status(result, settings, blank=len(blank))
     return result

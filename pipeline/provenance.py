@@ -37,6 +37,7 @@ def stored_outcome(
             "dpi": settings.raster.dpi,
             "max_new_tokens": settings.model.max_new_tokens,
             **({"pages": result.pages} if result.pages else {}),
+            **({"grounding": result.grounding} if result.grounding is not None else {}),
         },
         timings={
             **result.timings,

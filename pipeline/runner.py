@@ -3,7 +3,8 @@
 `flows.extract` registers every file of a run first (`register`: hash, sniff, one Document row per
 content); `process` then takes one registered document through the stages, top to bottom:
 
-    plan -> claim -> render (pages: blank, upright) -> extract -> duplicates -> finalize -> save
+    plan -> claim -> render (pages: blank, upright; + words) -> extract -> duplicates -> vouch
+    -> finalize -> save
 
 These are plain functions the Prefect tasks wrap (and tests call directly). Each takes ids and
 paths, owns its short transactions through the session factory it is given, and returns a small
@@ -26,12 +27,14 @@ from pipeline.errors import ConfigError, InfrastructureError, InputError, StoreE
 from pipeline.extraction import ExtractionResult, extract
 from pipeline.finalize import failed, finalize
 from pipeline.ingest import IngestedFile, RejectedFile, ingest_file
+from pipeline.render.words import check_ocr
 from pipeline.routing import AUTO
 from pipeline.routing.plan import plan_schemas
 from pipeline.settings import Settings
 from pipeline.steps import Outcome, Registered
 from pipeline.store import repository as repo
 from pipeline.types import ErrorCategory, ErrorItem, Status
+from pipeline.vouch import vouch
 from schemas import get_schema
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,7 @@ def process(
     the history, unless `force`.
     """
     started = time.perf_counter()
+    check_ocr(settings)  # OCR forced without Tesseract stops the run before any work
     model = model or get_model(settings)
     plan = plan_schemas(
         factory,
@@ -80,6 +84,7 @@ def process(
         model,
         lambda: steps.render_all(registered.file, settings),
         registered.error,
+        document=registered.path,
     )
     claims = steps.claim(factory, registered, plan.names, model, run_id, redo, settings)
     if not claims.ids:
@@ -88,17 +93,24 @@ def process(
         if registered.error is not None:
             raise InputError(registered.error.category, registered.error.message)
         pages = steps.render(factory, registered, settings)
+        words = steps.read_words(registered, pages, settings)  # beside the model, never before it
         extracted = {}
         for name in claims.schemas():
             claims.renew(factory)  # a long document must not look abandoned
             extracted[name] = extract(
-                pages, get_schema(name), model, settings, timeout_s=claims.time_left()
+                pages,
+                get_schema(name),
+                model,
+                settings,
+                timeout_s=claims.time_left(),
+                document=registered.path,
             )
         raster = steps.finish_render(factory, registered, pages)
         duplicates = {
             name: steps.find_duplicates(factory, registered, extracted[name], settings)
             for name in extracted
         }
+        page_words = words.result(raster.pages, claims.time_left()) if words else None
         results = {
             name: finalize(
                 extracted[name],
@@ -108,6 +120,7 @@ def process(
                 route=plan.route if plan.route and plan.route.schema_name == name else None,
                 pages=raster.pages,
                 duplicates=duplicates[name],
+                vouched=vouch(extracted[name], page_words, settings),
             )
             for name in extracted
         }

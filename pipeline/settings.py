@@ -108,6 +108,13 @@ class ModelSettings(BaseModel):
         description="openai backend: requests in flight at once from this process (one HTTP "
         "connection each). Requests in flight are also bounded by batch_size.",
     )
+    perturb: Literal["none", "digit", "swap", "foreign", "made-up", "date"] = Field(
+        "none",
+        description="scripted-truth backend: answer from the ground truth beside each document "
+        "with one must-be-grounded value made wrong this way (one digit changed, two digits "
+        "swapped, another document's value, a made-up amount, a shifted date); 'none': the "
+        "truth as it is.",
+    )
     max_retries: int = Field(
         4,
         ge=0,
@@ -338,6 +345,45 @@ class ExtractionSettings(BaseModel):
     )
 
 
+class GroundingSettings(BaseModel):
+    """The page's own words and how values are vouched for (pipeline/evidence, README
+    "Grounding and confidence")."""
+
+    enabled: bool = Field(
+        True,
+        description="Read each page's words (text layer, OCR) beside rendering and ground every "
+        "value of a record in them, with a per-field confidence; off: no words, no evidence.",
+    )
+    ocr: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="'auto': OCR (Tesseract) only pages whose text layer is missing or unusable "
+        "(no words, garbage glyphs, text that does not cover the ink); 'always': OCR every page "
+        "(a missing Tesseract is then a configuration error); 'never': text layer only.",
+    )
+    lang: str = Field(
+        "eng",
+        pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$",
+        description="Tesseract language(s), e.g. 'eng' or 'deu+eng' (its traineddata must be "
+        "installed).",
+    )
+    max_words: int = Field(5000, ge=1, description="Words kept per page; the rest are dropped.")
+    max_word_chars: int = Field(64, ge=1, description="Characters kept per word.")
+    max_chars: int = Field(60_000, ge=1, description="Text-layer characters read per page.")
+    text_layer_s: float = Field(
+        2.0, gt=0, description="Seconds reading one page's text layer may take."
+    )
+    ocr_s: float = Field(60.0, gt=0, description="Seconds one Tesseract run may take.")
+    min_confidence: dict[str, float] = Field(
+        default_factory=lambda: {"*": 0.5},
+        description="Per schema name ('*' for any other): a field whose confidence is below "
+        "this adds a review reason. 0 turns the check off.",
+    )
+
+    def threshold(self, schema_name: str) -> float:
+        """The confidence threshold for `schema_name` (its own, else '*', else 0.5)."""
+        return self.min_confidence.get(schema_name, self.min_confidence.get("*", 0.5))
+
+
 class RoutingSettings(BaseModel):
     candidates: list[str] = Field(
         default_factory=lambda: ["invoice", "form", "table", "chart"],
@@ -433,6 +479,7 @@ class Settings(BaseSettings):
     extraction: ExtractionSettings = Field(default_factory=lambda: ExtractionSettings())
     routing: RoutingSettings = Field(default_factory=lambda: RoutingSettings())
     duplicates: DuplicatesSettings = Field(default_factory=lambda: DuplicatesSettings())
+    grounding: GroundingSettings = Field(default_factory=lambda: GroundingSettings())
     review: ReviewSettings = Field(default_factory=lambda: ReviewSettings())
     prefect: PrefectSettings = Field(default_factory=lambda: PrefectSettings())
 

@@ -26,6 +26,7 @@ from pipeline.provenance import stored_outcome
 from pipeline.render.pagestream import PageStream
 from pipeline.render.passwords import load_passwords
 from pipeline.render.raster import RasterResult, rasterize
+from pipeline.render.words import WordsReader
 from pipeline.routing import AUTO
 from pipeline.routing.plan import unit_identity
 from pipeline.settings import Settings
@@ -175,6 +176,14 @@ def render(
         lambda on_page: render_all(file, settings, on_page),
         on_done=lambda raster: _record_pages(factory, registered, raster, early=True),
     )
+
+
+def read_words(registered: Registered, pages: PageStream, settings: Settings) -> WordsReader | None:
+    """Start reading each page's words as it renders (text layer, OCR), beside the model: only
+    `vouch` waits for them. None when grounding is off."""
+    if not settings.grounding.enabled:
+        return None
+    return WordsReader(registered.file, pages, settings)
 
 
 def finish_render(

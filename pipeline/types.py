@@ -129,13 +129,17 @@ class VisionRequest:
     """One row of a batch: image(s), the prompt text and an optional JSON Schema constraint.
 
     `prompt` is the user message; the backend wraps it in the checkpoint's chat template and puts
-    one image placeholder per image before it.
+    one image placeholder per image before it. `document` (the source file's path) and `page`
+    (1-based) say what the request reads: models ignore them; the `scripted-truth` backend
+    answers from the ground truth beside that document.
     """
 
     images: tuple[Image.Image, ...]
     prompt: str
     json_schema: dict[str, Any] | None = None
     max_new_tokens: int = 512
+    document: str | None = None
+    page: int | None = None
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,11 @@ class ExtractionSchema(BaseModel):
             if getattr(self, name) in (None, [], "")
         ]
 
+    def rule_paths(self) -> list[str]:
+        """Field paths (`total`, `line_items[2].amount`) that a failed business rule involves:
+        per-field confidence lowers them. Default: none (a schema without cross-field rules)."""
+        return []
+
 
 def strict_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """Copy of `schema` where every object requires all its properties and allows no others."""

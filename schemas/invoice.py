@@ -95,6 +95,24 @@ class Invoice(ExtractionSchema):
             reasons += rule(self)
         return reasons
 
+    def rule_paths(self) -> list[str]:
+        """The fields each failed rule in `RULES` involves (see `ExtractionSchema.rule_paths`)."""
+        paths: list[str] = []
+        for number, item in enumerate(self.line_items):
+            if line_amounts_match(self.model_copy(update={"line_items": [item]})):
+                paths += [f"line_items[{number}].{k}" for k in ("quantity", "unit_price", "amount")]
+        if lines_sum_to_subtotal(self):
+            paths += ["subtotal", *(f"line_items[{i}].amount" for i in range(len(self.line_items)))]
+        if tax_lines_sum_to_tax_total(self):
+            paths += ["tax_total", *(f"tax_lines[{i}].amount" for i in range(len(self.tax_lines)))]
+        if subtotal_plus_tax_is_total(self):
+            paths += ["subtotal", "tax_total", "total"]
+        if due_not_before_issue(self):
+            paths += ["issue_date", "due_date"]
+        if iban_verifies(self):
+            paths.append("iban")
+        return list(dict.fromkeys(paths))
+
     def tax(self) -> Decimal | None:
         """The tax total as printed, else the sum of the tax lines when all have an amount."""
         if self.tax_total is not None:

@@ -17,7 +17,8 @@ from pipeline.store.db import dispose_engines
 from pipeline.types import PageImage
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
+# ../shared beside the repo; DOCEXTRACT_TEST_SHARED points elsewhere (a git worktree's checkout)
+SHARED = Path(os.environ.get("DOCEXTRACT_TEST_SHARED") or REPO.parent / "shared")
 PG_ADMIN_URL = os.environ.get(
     "DOCEXTRACT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

@@ -31,6 +31,7 @@ def register_backend(name: str, factory: BackendFactory | str) -> None:
 register_backend("transformers", "pipeline.backends.transformers:create")
 register_backend("tiny", "pipeline.backends.transformers:create_tiny")
 register_backend("scripted", "pipeline.backends.scripted:create")
+register_backend("scripted-truth", "pipeline.backends.scripted_truth:create")
 register_backend("openai", "pipeline.backends.openai:create")
 
 

@@ -24,6 +24,7 @@ from rich.console import Console
 from pipeline.backends import create_model
 from pipeline.errors import ConfigError, InfrastructureError, StoreError
 from pipeline.render.passwords import load_passwords
+from pipeline.render.words import check_ocr
 from pipeline.routing import AUTO
 from pipeline.settings import Settings
 from pipeline.tiling import check_strategy
@@ -60,6 +61,13 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+PerturbOption = Annotated[
+    str | None,
+    typer.Option(
+        help="With --backend scripted-truth: make one must-be-grounded value per record wrong: "
+        "digit, swap, foreign, made-up or date."
+    ),
+]
 WorkersOption = Annotated[
     int | None, typer.Option(help="Documents in flight at once (1 or more).", min=1)
 ]
@@ -125,6 +133,7 @@ def cli_overrides(
     global_view: bool | None = None,
     dpi: int | None = None,
     passwords: Path | None = None,
+    perturb: str | None = None,
 ) -> dict[str, Any]:
     """The settings overrides that command-line options stand for, for every command.
 
@@ -137,7 +146,7 @@ def cli_overrides(
         overrides["schemas"] = names_option(schema)
     if base_url and not backend:
         backend = "openai"  # a server given without a backend can only mean this one
-    chosen = {"name": model, "backend": backend, "base_url": base_url}
+    chosen = {"name": model, "backend": backend, "base_url": base_url, "perturb": perturb}
     if any(chosen.values()):
         overrides["model"] = {k: v for k, v in chosen.items() if v}
     if workers is not None:
@@ -162,6 +171,7 @@ def check_names(settings: Settings, *, connect: bool = True) -> None:
     for name in names:
         if name != AUTO:
             get_schema(name)
+    check_ocr(settings)  # OCR forced without Tesseract
     model = create_model(settings)  # unknown backend or model names fail here, before any work
     if not connect:
         return

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline import progress
+from pipeline.evidence import leaves
 from pipeline.pathtext import to_text
 from pipeline.review.report import status_hint
 from pipeline.runner import Outcome
@@ -270,6 +271,7 @@ def _extraction_json(e: Extraction, raw: bool) -> dict[str, Any]:
         "error_message": e.error_message,
         "review_reasons": e.review_reasons,
         "record": e.record,
+        "evidence": e.field_confidence,
         "provenance": {
             **e.provenance,
             "model_id": e.model_id,
@@ -300,3 +302,30 @@ def _extraction_json(e: Extraction, raw: bool) -> dict[str, Any]:
     if raw:
         data["raw_outputs"] = e.raw_outputs
     return data
+
+
+def print_evidence(console: Console, document: Document) -> None:
+    """Per current extraction, one row per field: value, confidence, page, box, match, reasons
+    (the `field_confidence` evidence of `vouch`)."""
+    for e in document.extractions:
+        evidence = e.field_confidence or {}
+        values = dict(leaves(e.record)) if e.record else {}
+        table = Table(title=f"{e.schema_name} ({e.status}, {e.model_id})")
+        for column in ("field", "value", "confidence", "page", "box", "match", "reasons"):
+            table.add_column(column, overflow="fold")
+        for path, value in values.items():
+            found = evidence.get(path, {})
+            confidence = found.get("confidence")
+            box = found.get("box")
+            table.add_row(
+                path,
+                str(value),
+                "-" if confidence is None else f"{confidence:.2f}",
+                str(found.get("page") or "-"),
+                ",".join(map(str, box)) if box else "-",
+                found.get("match") or "-",
+                "; ".join(found.get("reasons") or []),
+            )
+        console.print(table)
+        if not evidence:
+            console.print("no evidence stored (grounding off, or an extraction made before it)")

@@ -16,9 +16,11 @@ from rich.table import Table
 from pipeline.asking import ask as ask_document
 from pipeline.asking import check_question
 from pipeline.backends import create_model, get_model
+from pipeline.calibration import add_calibration
 from pipeline.cli.common import (
     DbOption,
     JsonOption,
+    PerturbOption,
     app,
     build_settings,
     cli_overrides,
@@ -100,6 +102,7 @@ def eval_command(
     schema: SchemaOption = None,
     model: ModelOption = None,
     backend: BackendOption = None,
+    perturb: PerturbOption = None,
     db: DbOption = None,
     reviewed: Annotated[
         bool,
@@ -133,11 +136,12 @@ def eval_command(
     selected = names_option(schema) or list(dict.fromkeys(n for t in truths for n in t.records))
     if "auto" in selected:
         raise ConfigError("eval scores named schemas; give them with --schema instead of auto.")
-    overrides = cli_overrides(model=model, backend=backend)
+    overrides = cli_overrides(model=model, backend=backend, perturb=perturb)
     with _database(db) as url:
         settings = build_settings(url, schemas=selected, **overrides)
         cases = _run_and_collect(truths, selected, overrides, settings, as_json)
     reports = evaluate(cases)
+    add_calibration(reports, cases)
     model_id = _model_id(settings)
     if as_json:
         data = {"model": model_id, "directory": str(directory), "documents": len(truths)}
@@ -200,9 +204,10 @@ def _run_and_collect(
             schema = get_schema(outcome.schema)
             expected = _truth_record(by_path[outcome.path], schema)
             assert expected is not None  # the plan ran only schemas with truth
-            record = _stored_record(session, outcome.sha256, schema, model_id)
+            record, evidence = _stored_record(session, outcome.sha256, schema, model_id)
             name = Path(outcome.path).name
-            cases.append(Case(name, schema, expected, record, outcome.status))
+            labelled = by_path[outcome.path].labelled_paths(schema)
+            cases.append(Case(name, schema, expected, record, outcome.status, labelled, evidence))
     return cases
 
 
@@ -220,15 +225,18 @@ def _same_schema(key: str, schema: type[ExtractionSchema]) -> bool:
 
 def _stored_record(
     session: Any, sha256: str, schema: type[ExtractionSchema], model_id: str
-) -> dict[str, Any] | None:
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The stored record and its per-field evidence (None, None: nothing stored)."""
     document = document_by_sha256(session, sha256)
     if document is None:  # the file could not even be read: no record
-        return None
+        return None, None
     unit = repo.UnitOfWork(
         document.id, schema.schema_name, schema.schema_version, model_id, PROMPT_VERSION
     )
     extraction = repo.current_extraction(session, unit)
-    return extraction.record if extraction is not None else None
+    if extraction is None:
+        return None, None
+    return extraction.record, extraction.field_confidence
 
 
 def _model_id(settings: Settings) -> str:
@@ -266,6 +274,27 @@ def _print_report(report: SchemaReport, model_id: str) -> None:
     for row in report.documents:
         documents.add_row(row["document"], row["status"], _pct(row["exact"]), _pct(row["f1"]))
     console.print(documents)
+    if report.calibration is not None:
+        _print_calibration(report.schema, report.calibration)
+
+
+def _print_calibration(schema: str, figures: dict[str, Any]) -> None:
+    """The reliability table and the calibration figures of one schema."""
+    table = Table(title=f"{schema}: confidence vs exact match ({figures['fields']} fields)")
+    for column in ("confidence", "fields", "mean confidence", "accuracy"):
+        table.add_column(column, justify="left" if column == "confidence" else "right")
+    for row in figures["reliability"]:
+        if row["count"]:
+            table.add_row(
+                row["bin"], str(row["count"]), _pct(row["mean_confidence"]), _pct(row["accuracy"])
+            )
+    console.print(table)
+    auroc = figures["auroc"]
+    console.print(
+        f"{schema}: accuracy {_pct(figures['accuracy'])}, ECE {_pct(figures['ece'])}, AUROC "
+        f"{'-' if auroc is None else f'{auroc:.3f}'}, coverage at 99% precision "
+        f"{_pct(figures['coverage_at_99_precision'])}"
+    )
 
 
 def _pct(value: float | None) -> str:

@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from pipeline.cli.common import (
     DbOption,
     JsonOption,
+    PerturbOption,
     WorkersOption,
     app,
     build_settings,
@@ -29,7 +30,13 @@ from pipeline.cli.common import (
     exits_cleanly,
     schema_or_default,
 )
-from pipeline.cli.output import document_json, print_outcomes, print_status, progress_bar
+from pipeline.cli.output import (
+    document_json,
+    print_evidence,
+    print_outcomes,
+    print_status,
+    progress_bar,
+)
 from pipeline.cli.server import connect_prefect
 from pipeline.errors import ConfigError, StoreError
 from pipeline.store import repository as repo
@@ -88,6 +95,7 @@ def run(
     ] = None,
     db: DbOption = None,
     workers: WorkersOption = None,
+    perturb: PerturbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Extract every document under PATHS through the Prefect flow, then print a summary."""
@@ -100,6 +108,7 @@ def run(
         workers=workers,
         tiling=tiling,
         passwords=passwords,
+        perturb=perturb,
     )
     settings = build_settings(db, **overrides)
     check_names(settings)
@@ -149,8 +158,15 @@ def show(
     doc: Annotated[str, typer.Argument(help="sha256 prefix (6+ characters) or file name.")],
     db: DbOption = None,
     raw: Annotated[bool, typer.Option(help="Include the raw model outputs.")] = False,
+    evidence: Annotated[
+        bool,
+        typer.Option(
+            help="Print a table per record instead: each field's value, confidence, page, box "
+            "(page pixels), match kind and review reasons."
+        ),
+    ] = False,
 ) -> None:
-    """Print a document's stored records as JSON, with provenance and history."""
+    """Print a document's stored records as JSON, with their evidence, provenance and history."""
 
     settings = build_settings(db)
     factory = session_factory(open_database(settings.db_url.get_secret_value(), create=False))
@@ -170,6 +186,9 @@ def show(
                 f"{doc!r} matches {len(documents)} documents ({names}); be more precise"
             )
             raise typer.Exit(1)
+        if evidence:
+            print_evidence(console, documents[0])
+            return
         print(json.dumps(document_json(documents[0], raw=raw), indent=2, ensure_ascii=False))
 
 

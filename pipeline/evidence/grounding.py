@@ -90,7 +90,8 @@ def ground_value(
         found, closest = _currency(str(value), index), None
     else:
         found, closest = _text(str(value), kind, index)
-    for match_kind, spans in found:
+    for match_kind, found_spans in found:
+        spans = _minimal(found_spans)
         if spans:
             chosen = _prefer(spans, hint)
             return FieldGrounding(
@@ -231,6 +232,20 @@ def _unique(spans: Any) -> list[Span]:
 def _ordered(spans: Sequence[Span]) -> list[Span]:
     """Document order: page, then top to bottom, left to right."""
     return sorted(spans, key=lambda s: (s.page, s.box[1], s.box[0]))
+
+
+def _minimal(spans: Sequence[Span]) -> list[Span]:
+    """The spans that hold no other span of the list (same page, a subset of its words), in
+    the order given: `€3,076.30` rather than `on €3,076.30` or `Subtotal €3,076.30`, so that a
+    box lands on the value itself and `occurrence` counts printings, not word runs."""
+    by_size = sorted(spans, key=lambda s: len(s.words))
+    kept: list[Span] = []
+    for span in by_size:
+        words = set(span.words)
+        if not any(k.page == span.page and set(k.words) <= words for k in kept):
+            kept.append(span)
+    keep = {id(k) for k in kept}
+    return [s for s in spans if id(s) in keep]
 
 
 def _prefer(spans: Sequence[Span], hint: Hint | None) -> Span:

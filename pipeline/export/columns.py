@@ -215,3 +215,53 @@ def arrow_type(shape: Shape) -> Any:
         "number": pa.float64(),
         "boolean": pa.bool_(),
     }.get(shape.kind, pa.string())
+
+
+# -- evidence: each value's confidence, page and box (the `field_confidence` of `vouch`) ------
+
+EVIDENCE_KEYS = ("confidence", "page", "box")
+
+
+def with_evidence(columns: list[str]) -> list[str]:
+    """Each value column followed by its `<column>.confidence`, `.page` and `.box`."""
+    return [name for c in columns for name in (c, *(f"{c}.{k}" for k in EVIDENCE_KEYS))]
+
+
+def evidence_cells(
+    evidence: dict[str, Any] | None, columns: list[str], prefix: str = "", named: str = ""
+) -> dict[str, Any]:
+    """`{<named><column>.confidence: 0.95, .page: 1, .box: "x0 y0 x1 y1"}` for each value
+    column, from the evidence of record path `prefix + column` (`total`, `line_items[2].` +
+    `amount`; a list of scalars' `value` column is the item itself); empty where there is none."""
+    cells: dict[str, Any] = {}
+    for column in columns:
+        path = f"{prefix}{column}" if column != "value" else prefix.rstrip(".")
+        found = (evidence or {}).get(path) or {}
+        box = found.get("box")
+        cells[f"{named}{column}.confidence"] = found.get("confidence")
+        cells[f"{named}{column}.page"] = found.get("page")
+        cells[f"{named}{column}.box"] = " ".join(str(v) for v in box) if box else None
+    return cells
+
+
+EVIDENCE_SHAPE = Shape(
+    "array",
+    item=Shape(
+        "object",
+        {
+            "path": Shape("string"),
+            "confidence": Shape("number"),
+            "page": Shape("integer"),
+            "box": Shape("array", item=Shape("integer")),
+            "match": Shape("string"),
+            "matched_text": Shape("string"),
+            "reasons": Shape("array", item=Shape("string")),
+        },
+    ),
+)
+
+
+def evidence_list(evidence: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The evidence as a list of `{path, confidence, page, box, match, matched_text, reasons}`
+    (Parquet: a typed column whatever paths a record has)."""
+    return [{"path": path, **entry} for path, entry in (evidence or {}).items()]

@@ -2,14 +2,18 @@
 
 Every row starts with the same provenance columns (document, schema, model, prompt version,
 status, tokens...). The record follows:
-- jsonl: `record` (and `provenance`) as nested JSON, exactly as stored;
-- csv: the record flattened into `record.<dotted.path>` columns; every list of the record
+- jsonl: `record` (and `provenance`) as nested JSON, exactly as stored, and `evidence`: per
+  field path its confidence, page, box, match kind, matched text and reasons;
+- csv: the record flattened into `record.<dotted.path>` columns, each followed by its
+  `.confidence`, `.page` and `.box` ("x0 y0 x1 y1" in page pixels); every list of the record
   (line items, tax lines, table rows) goes to its own file `<stem>.<path>.csv`, one row per
-  item, linked by `extraction_id` and numbered from 1 in `item`. Containers inside an item are
-  JSON text; an empty cell is a null; a text cell that starts with = + - @ (or a tab or CR)
-  and is not a number gets a leading ' so that a spreadsheet shows it instead of running it;
+  item, linked by `extraction_id` and numbered from 1 in `item`, its columns followed by their
+  evidence the same way. Containers inside an item are JSON text; an empty cell is a null; a
+  text cell that starts with = + - @ (or a tab or CR) and is not a number gets a leading ' so
+  that a spreadsheet shows it instead of running it;
 - parquet (pyarrow, `pip install 'docextract[export]'`): `record` as a typed struct column
-  (amounts decimal128, dates date32).
+  (amounts decimal128, dates date32), `evidence` a list of `{path, confidence, page, box, match,
+  matched_text, reasons}`.
 CSV and Parquet columns come from the schema (`pipeline.export.columns`), not from the data, so
 every export of a schema has the same columns; they need the selection to hold one schema.
 """
@@ -28,15 +32,19 @@ from sqlalchemy.orm import Session
 
 from pipeline.errors import ConfigError
 from pipeline.export.columns import (
+    EVIDENCE_SHAPE,
     Shape,
     array_paths,
     arrow_type,
     conform,
+    evidence_cells,
+    evidence_list,
     item_columns,
     item_row,
     leaf_columns,
     lookup,
     schema_shape,
+    with_evidence,
 )
 from pipeline.store.models import Extraction
 from pipeline.store.queries import Selection, last_seen_paths, select_extractions, to_utc_assumed
@@ -117,7 +125,12 @@ def _row(e: Extraction) -> dict[str, Any]:
         "run_id": e.run_id,
         "updated_at": to_utc_assumed(e.updated_at).isoformat(),
     }
-    return {**row, "provenance": dict(e.provenance or {}), "record": e.record}
+    return {
+        **row,
+        "provenance": dict(e.provenance or {}),
+        "record": e.record,
+        "evidence": e.field_confidence,
+    }
 
 
 def export(session: Session, selection: Selection, fmt: str, out: Path) -> ExportResult:
@@ -174,10 +187,11 @@ def write_csv(rows: Sequence[dict[str, Any]], out: Path, shape: Shape) -> list[P
         {
             **{k: row[k] for k in PROVENANCE_COLUMNS},
             **{f"record.{c}": lookup(row["record"], c) for c in leaves},
+            **evidence_cells(row["evidence"], leaves, named="record."),
         }
         for row in rows
     ]
-    columns = [*PROVENANCE_COLUMNS, *(f"record.{c}" for c in leaves)]
+    columns = [*PROVENANCE_COLUMNS, *with_evidence([f"record.{c}" for c in leaves])]
     files = [_write_csv_file(out, columns, main)]
     for path, item in array_paths(shape).items():
         item_cols = item_columns(item)
@@ -187,12 +201,14 @@ def write_csv(rows: Sequence[dict[str, Any]], out: Path, shape: Shape) -> list[P
                 "document_sha256": row["document_sha256"],
                 "item": number,
                 **item_row(value, item_cols),
+                **evidence_cells(row["evidence"], item_cols, f"{path}[{number - 1}]."),
             }
             for row in rows
             for number, value in enumerate(lookup(row["record"], path) or [], start=1)
         ]
         link = ["extraction_id", "document_sha256", "item"]
-        files.append(_write_csv_file(child_csv_path(out, path), [*link, *item_cols], items))
+        columns = [*link, *with_evidence(item_cols)]
+        files.append(_write_csv_file(child_csv_path(out, path), columns, items))
     return files
 
 
@@ -230,9 +246,20 @@ def write_parquet(rows: Sequence[dict[str, Any]], out: Path, shape: Shape) -> li
     """One Parquet file typed from the schema: `record` a struct column, `provenance` JSON text
     (its keys vary by backend)."""
     pa, pq = _pyarrow()
-    row_shape = Shape("object", {**PROVENANCE.fields, "provenance": Shape("json"), "record": shape})
+    row_shape = Shape(
+        "object",
+        {
+            **PROVENANCE.fields,
+            "provenance": Shape("json"),
+            "record": shape,
+            "evidence": EVIDENCE_SHAPE,
+        },
+    )
     schema = pa.schema([pa.field(k, arrow_type(v)) for k, v in row_shape.fields.items()])
-    table = pa.Table.from_pylist([conform(row, row_shape) for row in rows], schema=schema)
+    shaped = [
+        conform({**row, "evidence": evidence_list(row.get("evidence"))}, row_shape) for row in rows
+    ]
+    table = pa.Table.from_pylist(shaped, schema=schema)
     pq.write_table(table, out)
     return [out]
 

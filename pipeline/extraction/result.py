@@ -10,13 +10,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.duplicates import DuplicateEvidence
-from pipeline.types import ErrorCategory, ErrorItem, Status
+from pipeline.types import ErrorCategory, ErrorItem, Status, TokenLogprob
 from schemas.base import ExtractionSchema
 
 
 @dataclass(frozen=True)
 class ModelCall:
-    """One model answer, kept raw next to the record (what was asked, what came back)."""
+    """One model answer, kept raw next to the record (what was asked, what came back).
+
+    `tokens` (the answer's tokens with their log-probabilities, where the backend gives them)
+    serve per-field confidence in `vouch`; they are not stored (`to_json` leaves them out)."""
 
     page: int
     box: tuple[int, int, int, int]
@@ -28,9 +31,12 @@ class ModelCall:
     output_tokens: int
     seconds: float
     problem: str | None
+    tokens: tuple[TokenLogprob, ...] | None = field(default=None, repr=False, compare=False)
+    is_global: bool = False  # the page's global view (context only, not a tile)
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__, box=list(self.box))
+        data = {k: v for k, v in self.__dict__.items() if k not in ("tokens", "is_global")}
+        return dict(data, box=list(self.box), **({"is_global": True} if self.is_global else {}))
 
 
 @dataclass
@@ -68,6 +74,7 @@ class ExtractionResult:
     field_confidence: dict[str, Any] | None = None  # per field path: confidence and evidence
     pages: dict[str, Any] | None = None  # the pages stage: blank pages, pages turned upright
     duplicates: DuplicateEvidence | None = None  # this invoice's key and the stored ones it may be
+    grounding: list[dict[str, Any]] | None = None  # per page: where its words came from
 
     @property
     def error_category(self) -> ErrorCategory | None:

@@ -32,6 +32,7 @@ def extract(
     settings: Settings,
     *,
     timeout_s: float | None = None,
+    document: str | None = None,
 ) -> Extracted:
     """Extract one record of `schema` from the rendered `pages` of a document.
 
@@ -40,6 +41,7 @@ def extract(
     document in flight; answers are validated as they come (collect), bad ones re-asked with the
     problem, at most `settings.extraction.max_reasks` times per tile; the page records are then
     merged (assemble). Pages not done within `timeout_s` seconds fail with category `timeout`.
+    `document` (the source path) travels with each request (`VisionRequest.document`).
     """
     started = time.perf_counter()
     deadline = None if timeout_s is None else started + timeout_s
@@ -58,7 +60,7 @@ def extract(
             # wait for a page still rendering only when there is nothing else to wait for
             _feed(flight, feed, schema, wait=not flight.busy)
             left = None if deadline is None else deadline - now
-            flight.submit(lambda job: _request(job, grammar, settings), left)
+            flight.submit(lambda job: _request(job, grammar, settings, document), left)
             if not flight.busy:
                 break
             waited = time.perf_counter()
@@ -97,12 +99,16 @@ def _poll_s(feed: TileFeed, deadline: float | None, now: float) -> float | None:
     return min(waits, default=None)
 
 
-def _request(job: Job, grammar: dict[str, Any], settings: Settings) -> VisionRequest:
+def _request(
+    job: Job, grammar: dict[str, Any], settings: Settings, document: str | None
+) -> VisionRequest:
     return VisionRequest(
         images=(job.tile.image,),
         prompt=job.prompt,
         json_schema=grammar,
         max_new_tokens=settings.model.max_new_tokens,
+        document=document,
+        page=job.tile.page,
     )
 
 
@@ -186,4 +192,6 @@ def _call(job: Job, output: VisionOutput, problem: str | None) -> ModelCall:
         output_tokens=output.output_tokens,
         seconds=round(output.seconds, 4),
         problem=problem,
+        tokens=output.tokens,
+        is_global=job.tile.is_global,
     )

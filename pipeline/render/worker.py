@@ -15,6 +15,7 @@ each, each request's ending with "done":
   {"event": "page_error", "page", "category", "message", "retry"}
   {"event": "error", "category", "message"}      the whole document failed
   {"event": "done"}
+A "words" request reads rendered pages' words (text layer, OCR): `pipeline.render.reading`.
 Page numbers are 1-based; PDF sizes are in points (crop box before /Rotate), image sizes in
 pixels; categories are `ErrorCategory` values. An "info" request names the primary PDF
 `renderer` and the `fallback` (or null); each "render" step names its renderer. Pages are written
@@ -249,6 +250,9 @@ def handle(req: dict[str, Any], emit: Emit) -> None:
     try:
         if req["op"] == "info":
             (pdf_info if req["kind"] == "pdf" else image_info)(req, emit)
+            return
+        if req["op"] == "words":  # the pages' words, beside rendering (pipeline.render.words)
+            importlib.import_module("pipeline.render.reading").read_words(req, emit)
             return
         for index, step in enumerate(req["steps"]):
             emit("step", index=index)

@@ -83,8 +83,10 @@ def route(
     model: VisionModel,
     settings: Settings,
     candidates: Sequence[str],
+    document: str | None = None,
 ) -> Route:
-    """Choose one of `candidates` (schema names) for the document whose rendered pages these are.
+    """Choose one of `candidates` (schema names) for the document whose rendered pages these are
+    (`document`, its path, travels with the request).
 
     Looks at the first page only (where a document says what it is). Raises ConfigError for
     fewer than two candidates or an unknown name, and lets ModelError from the backend through
@@ -104,6 +106,8 @@ def route(
         prompt=routing_prompt(names),
         json_schema=routing_grammar(names),
         max_new_tokens=ROUTE_MAX_NEW_TOKENS,
+        document=document,
+        page=pages[0].number,
     )
     (output,) = model.generate([request])
     return read_route(output, names)

@@ -49,10 +49,12 @@ def plan_schemas(
     model: VisionModel,
     pages: Callable[[], RasterResult],
     input_error: ErrorItem | None,
+    document: str | None = None,
 ) -> SchemaPlan:
     """The schemas of this document: the named ones, plus the routed one for `auto`.
 
-    `pages` renders the document (cached) only when routing must actually run.
+    `pages` renders the document (cached) only when routing must actually run; `document` (its
+    path) travels with the routing request (`VisionRequest.document`).
     """
     names = [n for n in settings.schemas if n != AUTO]
     if AUTO not in settings.schemas:
@@ -66,7 +68,8 @@ def plan_schemas(
             if rendered and all(p.blank for p in rendered):
                 return SchemaPlan([*names, AUTO], failure=all_blank_error(rendered))
             readable = [p for p in rendered if not p.blank]
-            chosen = route(readable, model, settings, settings.routing.candidates)
+            candidates = settings.routing.candidates
+            chosen = route(readable, model, settings, candidates, document=document)
         except InputError as exc:
             return SchemaPlan([*names, AUTO], failure=ErrorItem(exc.category, exc.message))
         except ModelError as exc:
