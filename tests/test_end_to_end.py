@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from sqlalchemy import func, select
 
 from pipeline.errors import StoreError
@@ -182,7 +182,9 @@ def test_kill_9_mid_run_then_run_again_loses_and_duplicates_nothing(
     inbox.mkdir()
     for number in range(20):
         image = Image.new("RGB", (800, 1000), "white")
-        ImageDraw.Draw(image).text((50, 50), f"INVOICE {number}", fill="black")
+        # print of a real size (10 pt at 200 DPI): a 4-pt line alone is below the blank floor
+        font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 28)
+        ImageDraw.Draw(image).text((50, 50), f"INVOICE {number}", fill="black", font=font)
         image.save(inbox / f"doc-{number:02d}.png")
     command = [
         sys.executable,
