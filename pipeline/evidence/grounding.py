@@ -200,9 +200,7 @@ def _text(value: str, kind: Kind, index: DocumentIndex) -> tuple[Found, tuple[st
     return [], closest
 
 
-def _most_similar(
-    needle: str, index: DocumentIndex, floor: float
-) -> tuple[float, Span] | None:
+def _most_similar(needle: str, index: DocumentIndex, floor: float) -> tuple[float, Span] | None:
     """The run of whole words most similar to `needle` (letters and digits), any page, if at
     least `floor` similar (None otherwise).
 
