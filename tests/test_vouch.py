@@ -306,3 +306,42 @@ def test_words_are_cached_beside_the_page(tmp_path: Path, settings: Settings) ->
     )
     extraction = run(path, settings_redo)
     assert extraction.provenance["grounding"][0]["cached"] is True
+
+
+def test_a_made_up_paragraph_against_a_dense_page_is_vouched_fast(tmp_path: Path) -> None:
+    """A model's long made-up text shares every bigram with a dense page of similar words:
+    fuzzy grounding stays bounded (it once took minutes per value)."""
+    import random
+    import time
+
+    from fpdf import FPDF
+
+    from pipeline.evidence import DocumentIndex, ground_record
+    from schemas.invoice import Invoice
+
+    pdf = FPDF(format="A4")
+    pdf.set_font("Helvetica", size=10)
+    pdf.add_page()
+    for line in range(40):
+        pdf.cell(
+            0,
+            6,
+            f"{line + 1:3d} Widget 0-0-{line}  qty {line % 5 + 1}  12.50",
+            new_x="LMARGIN",
+            new_y="NEXT",
+        )
+    pdf.output(str(tmp_path / "dense.pdf"))
+    words = text_layer_words(tmp_path / "dense.pdf", 1, 200)
+    vocabulary = [w.text for w in words.words]
+    rng = random.Random(0)
+    made_up = [" ".join(rng.choice(vocabulary) for _ in range(40))[:200] for _ in range(6)]
+    record = {
+        "payment_terms": made_up[0],
+        "seller": {"name": made_up[1][:80], "address": made_up[2]},
+        "line_items": [{"description": text} for text in made_up[3:]],
+    }
+    index = DocumentIndex.build([words])
+    started = time.perf_counter()
+    groundings = ground_record(record, index, Invoice)
+    assert time.perf_counter() - started < 2.0
+    assert {g.kind for g in groundings.values()} == {"not_found"}

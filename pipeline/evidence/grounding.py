@@ -10,6 +10,7 @@ found while some page's words could not be read is `unavailable`, not `not_found
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal
@@ -25,12 +26,14 @@ from pipeline.evidence.normalize import (
     currency_marks,
     letters_digits,
     similarity,
+    similarity_at_least,
 )
 from pipeline.types import Box
 
 MatchKind = Literal["exact", "normalized", "fuzzy", "not_found", "unavailable"]
 FUZZY_MIN = 0.85  # letters-and-digits similarity for a fuzzy text match
 CLOSEST_MIN = 0.5  # an identifier's closest printed text must be at least this similar
+MAX_FUZZY_CANDIDATES = 200  # word runs compared with one value, most bigrams shared first
 Hint = tuple[int, Box | None]  # (1-based page, box in page pixels) the value came from
 
 
@@ -189,7 +192,7 @@ def _text(value: str, kind: Kind, index: DocumentIndex) -> tuple[Found, tuple[st
     exact = [s for s in spans if s.text == printed]
     if spans:
         return [("exact", exact), ("normalized", spans)], None
-    best = _most_similar(needle, index)
+    best = _most_similar(needle, index, FUZZY_MIN if kind == "text" else CLOSEST_MIN)
     if kind == "text":
         fuzzy = [best[1]] if best and best[0] >= FUZZY_MIN else []
         return [("fuzzy", fuzzy)], None
@@ -197,12 +200,20 @@ def _text(value: str, kind: Kind, index: DocumentIndex) -> tuple[Found, tuple[st
     return [], closest
 
 
-def _most_similar(needle: str, index: DocumentIndex) -> tuple[float, Span] | None:
-    """The run of whole words most similar to `needle` (letters and digits), any page."""
-    best: tuple[float, Span] | None = None
+def _most_similar(needle: str, index: DocumentIndex, floor: float) -> tuple[float, Span] | None:
+    """The run of whole words most similar to `needle` (letters and digits), any page, if at
+    least `floor` similar (None otherwise).
+
+    Bounded, because a model can write a long made-up text that shares its bigrams with a dense
+    page (every run of words then passes the bigram filter): runs of about the needle's length
+    are ranked by how many of its bigrams they share, and only the best
+    `MAX_FUZZY_CANDIDATES` are compared, each only while it can still beat the best so far
+    (`similarity_at_least`, a banded edit distance).
+    """
     low, high = int(0.7 * len(needle)), int(1.3 * len(needle)) + 1
     grams = {needle[i : i + 2] for i in range(len(needle) - 1)}
-    for flat in index.flats:
+    candidates: list[tuple[int, int, int, int]] = []  # (-shared, flat, start, end)
+    for number, flat in enumerate(index.flats):
         ends = sorted(flat.ends)
         chars = flat.chars
         # shared[p]: how many of chars[:p+1]'s bigrams are bigrams of the needle.
@@ -213,12 +224,17 @@ def _most_similar(needle: str, index: DocumentIndex) -> tuple[float, Span] | Non
             for end in ends[bisect.bisect_left(ends, at + max(1, low)) :]:
                 if end - at > high:
                     break
-                if grams and shared[end - 1] - shared[at] < 0.5 * len(grams):
+                count = shared[end - 1] - shared[at]
+                if grams and count < 0.5 * len(grams):
                     continue  # cannot be FUZZY_MIN similar: most of its bigrams differ
-                score = similarity(needle, chars[at:end])
-                if best is None or score > best[0]:
-                    words = flat.words[flat.owner[at] : flat.owner[end - 1] + 1]
-                    best = (score, Span(flat.page, tuple(words)))
+                candidates.append((-count, number, at, end))
+    best: tuple[float, Span] | None = None
+    for _, number, at, end in heapq.nsmallest(MAX_FUZZY_CANDIDATES, candidates):
+        flat = index.flats[number]
+        score = similarity_at_least(needle, flat.chars[at:end], best[0] if best else floor)
+        if score is not None and (best is None or score > best[0]):
+            words = flat.words[flat.owner[at] : flat.owner[end - 1] + 1]
+            best = (score, Span(flat.page, tuple(words)))
     return best
 
 

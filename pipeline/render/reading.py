@@ -26,6 +26,9 @@ from pipeline.render.common import Emit
 if TYPE_CHECKING:
     from pipeline.evidence.words import PageWords, Source
 
+# A words worker runs at this niceness (Tesseract inherits it): on a machine where the model runs
+# on the CPU, reading words must not take cores from its threads (bench/overhead.py).
+NICENESS = 10
 # What pdfium raises on a file or page it cannot read, besides its own PdfiumError.
 _READ_ERRORS = (OSError, ValueError, RuntimeError, MemoryError, KeyError, IndexError)
 
@@ -36,6 +39,8 @@ def read_words(req: dict[str, Any], emit: Emit) -> None:
     order; null = none), `ocr`, `lang`, `limits` (`Limits` fields), `policy` (stored as is)."""
     from pipeline.evidence.words import Limits
 
+    if os.nice(0) < NICENESS:  # this worker reads words only: the model's threads come first
+        os.nice(NICENESS - os.nice(0))
     limits = Limits(**req["limits"])
     for number, png, dpi, target in req["pages"]:
         words, note = page_words(req, int(number), Path(png), int(dpi), limits)
