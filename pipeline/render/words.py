@@ -30,6 +30,7 @@ from pipeline.ingest import PDF, IngestedFile
 from pipeline.render.client import WorkerCrashed, Workers, WorkerTimedOut
 from pipeline.render.passwords import load_passwords
 from pipeline.render.raster import document_cache_dir
+from pipeline.render.source import VerifiedSource
 from pipeline.settings import GroundingSettings, Settings
 from pipeline.types import PageImage
 
@@ -130,7 +131,10 @@ class WordsReader:
     def _run(self) -> None:
         doc_dir = document_cache_dir(self._settings.page_cache_dir, self._file.sha256)
         try:
-            with Workers(doc_dir) as workers:
+            # The worker reads a private copy checked against the document's hash, as the
+            # renderer does: never other bytes put at the path since it was hashed.
+            source = VerifiedSource(self._file.path, self._file.sha256, doc_dir)
+            with Workers(doc_dir) as workers, source:
                 for page in self._pages:  # waits for each page as it renders
                     if self._stop.is_set():
                         return
@@ -138,16 +142,16 @@ class WordsReader:
                     if cached is not None:
                         self._add(cached[0], cached=True, note=cached[1])
                     else:
-                        self._read(page, workers)
+                        self._read(page, workers, source)
         except (InputError, ConfigError) as exc:
             # Rendering ended with an error (the runner reports it, from the page stream) or
             # no worker could start: the pages read so far keep their words.
             log.debug("words of %s stopped: %s", self._file.path.name, exc)
 
-    def _read(self, page: PageImage, workers: Workers) -> None:
+    def _read(self, page: PageImage, workers: Workers, source: VerifiedSource) -> None:
         grounding = self._settings.grounding
         target = words_cache_path(page)
-        request = self._request(page, target)
+        request = self._request(page, target, source)
         deadline = time.monotonic() + grounding.text_layer_s + 2 * grounding.ocr_s
         deadline += WORKER_START_S
         event: dict[str, Any] | None = None
@@ -170,14 +174,14 @@ class WordsReader:
             target.unlink(missing_ok=True)  # not cached: the next run tries again
         self._add(words, cached=False, note=event.get("note"))
 
-    def _request(self, page: PageImage, target: Path) -> dict[str, Any]:
+    def _request(self, page: PageImage, target: Path, source: VerifiedSource) -> dict[str, Any]:
         settings, file = self._settings, self._file
         grounding = settings.grounding
         passwords = load_passwords(settings.passwords_file).candidates(file.path, file.sha256)
         return {
             "op": "words",
             "kind": "pdf" if file.media_type == PDF else "image",
-            "path": str(file.path),
+            "path": source.path() if file.media_type == PDF else str(page.path),
             "passwords": [None, *passwords],
             "memory_mb": settings.raster.render_memory_mb,
             "pages": [[page.number, str(page.path), page.dpi, str(target)]],
