@@ -31,7 +31,7 @@ from _scans import scan, white_sheet
 CORPUS = Path(os.environ.get("DOCEXTRACT_SHARED", SHARED)) / "corpus" / "robustness"
 FAX = CORPUS / "pillow-total-pages-zero.tif"
 needs_corpus = pytest.mark.skipif(not FAX.exists(), reason=f"no robustness corpus at {CORPUS}")
-PAGES = PagesSettings()
+PAGES = PagesSettings(orientation="auto")  # the default is off; these tests are about it
 
 
 def rendered(name: str, dpi: int = 200) -> Image.Image:
@@ -182,6 +182,7 @@ def test_blank_pages_are_skipped_and_listed(
     invoice: Image.Image, tmp_path: Path, settings: Settings
 ) -> None:
     sheets = [invoice, scan(white_sheet(), seed=3, edge=True), invoice.rotate(180)]
+    settings = settings.model_copy(update={"pages": PAGES})
     found, extraction, pages = run(pdf_of(tmp_path, sheets, "bundle.pdf"), settings)
     requests: list[VisionRequest] = found["requests"]  # type: ignore[assignment]
     assert requests and not any("page 2" in r.prompt for r in requests)  # no tile of page 2
