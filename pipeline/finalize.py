@@ -32,6 +32,7 @@ def finalize(
     pages: Sequence[PageImage] = (),
     duplicates: DuplicateEvidence | None = None,
     vouched: Vouched | None = None,
+    doubts: Sequence[str] = (),
 ) -> ExtractionResult:
     """The stored result of one extraction, with its one status.
 
@@ -43,6 +44,7 @@ def finalize(
     `duplicates` the stored invoices this one may duplicate: each is a review reason (a possible
     duplicate is never dropped: a person decides).
     `vouched` the evidence (None: grounding is off).
+    `doubts` what is unsure about the document's pages (a bundle's boundary): review reasons.
     """
     schema = extracted.schema
     blank = blank_pages(pages)
@@ -69,6 +71,7 @@ def finalize(
     if extracted.record is not None and duplicates is not None:
         reasons += duplicates.reasons()
     reasons += vouched.reasons if vouched is not None else []
+    reasons += doubts if extracted.record is not None else []
     result = ExtractionResult(
         schema_name=schema.schema_name,
         schema_version=schema.schema_version,

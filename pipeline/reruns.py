@@ -219,6 +219,13 @@ def locate(
             raise ConfigError(f"document id {document_id} is not in the database")
         paths = last_seen_paths(document)
         sha256, media_type, size = document.sha256, document.media_type, document.size_bytes
+        parent_id, part = document.parent_id, (document.first_page, document.last_page)
+    if parent_id is not None:  # a child document of a bundle: its pages of the parent's file
+        found = locate(factory, parent_id, settings)
+        if isinstance(found, str):
+            return found
+        assert part[0] is not None and part[1] is not None
+        return Registered(document_id, found.file, found.error, (part[0], part[1]), sha256)
     for path in paths:
         if _holds(Path(path), sha256):
             return register(factory, Path(path), settings)

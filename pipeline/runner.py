@@ -3,8 +3,11 @@
 `flows.extract` registers every file of a run first (`register`: hash, sniff, one Document row per
 content); `process` then takes one registered document through the stages, top to bottom:
 
-    plan -> claim -> render (pages: blank, upright; + words) -> extract -> duplicates -> vouch
-    -> finalize -> save
+    split -> plan -> claim -> render (pages: blank, upright; + words) -> extract -> duplicates
+    -> vouch -> finalize -> save
+
+(`split`: a file that holds several documents goes down the rest of the path once per child
+document, a page range of the file.)
 
 These are plain functions the Prefect tasks wrap (and tests call directly). Each takes ids and
 paths, owns its short transactions through the session factory it is given, and returns a small
@@ -77,12 +80,22 @@ def process(
     started = time.perf_counter()
     check_ocr(settings)  # OCR forced without Tesseract stops the run before any work
     model = model or get_model(settings)
+    documents = steps.split_bundle(factory, registered, settings, model)
+    if len(documents) > 1 or documents[0].part != registered.part:  # a bundle: each child
+        return [  # document (a page range of the file) goes down this same path
+            outcome
+            for child in documents
+            for outcome in process(
+                factory, child, settings, run_id=run_id, redo=redo, model=model, force=force
+            )
+        ]
+    registered = documents[0]  # the file is one document (with the doubts about its pages)
     plan = plan_schemas(
         factory,
         registered.document_id,
         settings,
         model,
-        lambda: steps.render_all(registered.file, settings),
+        lambda: steps.render_all(registered.file, settings, part=registered.part),
         registered.error,
         document=registered.path,
     )
@@ -120,6 +133,7 @@ def process(
                 route=plan.route if plan.route and plan.route.schema_name == name else None,
                 pages=raster.pages,
                 duplicates=duplicates[name],
+                doubts=registered.doubts,
                 vouched=vouch(extracted[name], page_words, settings),
             )
             for name in extracted

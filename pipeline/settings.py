@@ -327,6 +327,33 @@ class DuplicatesSettings(BaseModel):
     )
 
 
+class SplitSettings(BaseModel):
+    """Bundles: a multi-page file that holds several documents (a post room's 40-page scan)
+    becomes child documents, each a page range of the file, extracted and stored on its own."""
+
+    mode: Literal["auto", "never"] = Field(
+        "auto",
+        description="'auto': each page of a multi-page file is judged the first page of a "
+        "document or a continuation, from its words (page markers, a new document number, "
+        "a heading under a new letterhead, a blank separator sheet), and the model where those "
+        "do not decide; 'never': a file is one document. The decision is stored with the file "
+        "and kept on reruns; `docextract split DOC --pages 1-2,3` corrects it.",
+    )
+    min_confidence: float = Field(
+        0.8,
+        ge=0.5,
+        le=1,
+        description="A boundary decided with less confidence is unsure: the model is asked "
+        "(split.ask_model), and if it is not sure either the documents on both sides of it go "
+        "to review.",
+    )
+    ask_model: bool = Field(
+        True,
+        description="Ask the model (one constrained request per page) where the page's words do "
+        "not decide.",
+    )
+
+
 class ExtractionSettings(BaseModel):
     max_reasks: int = Field(
         2, ge=0, description="Re-asks with the validation error after a bad output."
@@ -481,6 +508,7 @@ class Settings(BaseSettings):
     extraction: ExtractionSettings = Field(default_factory=lambda: ExtractionSettings())
     routing: RoutingSettings = Field(default_factory=lambda: RoutingSettings())
     duplicates: DuplicatesSettings = Field(default_factory=lambda: DuplicatesSettings())
+    split: SplitSettings = Field(default_factory=lambda: SplitSettings())
     grounding: GroundingSettings = Field(default_factory=lambda: GroundingSettings())
     review: ReviewSettings = Field(default_factory=lambda: ReviewSettings())
     prefect: PrefectSettings = Field(default_factory=lambda: PrefectSettings())

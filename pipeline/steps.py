@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,6 +30,9 @@ from pipeline.render.words import WordsReader
 from pipeline.routing import AUTO
 from pipeline.routing.plan import unit_identity
 from pipeline.settings import Settings
+from pipeline.split import Part, Split, describe, doubts, find_split
+from pipeline.split.ask import ask_model
+from pipeline.store import bundles as store_bundles
 from pipeline.store import duplicates as store_duplicates
 from pipeline.store import repository as repo
 from pipeline.store.db import retry_on_disconnect
@@ -49,14 +52,19 @@ class Registered:
     document_id: int
     file: IngestedFile
     error: ErrorItem | None
+    part: Part | None = None  # a child document of a bundle: its pages of the file
+    key: str | None = None  # a child document's key (its `sha256` column)
+    doubts: tuple[str, ...] = ()  # unsure boundaries of its page range (review reasons)
 
     @property
     def sha256(self) -> str:
-        return self.file.sha256
+        return self.key or self.file.sha256
 
     @property
     def path(self) -> str:
-        return str(self.file.path)
+        if self.part is None:
+            return str(self.file.path)
+        return f"{self.file.path} [pages {describe([self.part])}]"
 
 
 @dataclass(frozen=True)
@@ -171,9 +179,9 @@ def render(
 ) -> PageStream:
     """Start rendering; pages reach the model as they render, not after the last one. The page
     count is recorded as soon as rendering ends (best effort, while the model still works)."""
-    file = registered.file
+    file, part = registered.file, registered.part
     return PageStream(
-        lambda on_page: render_all(file, settings, on_page),
+        lambda on_page: render_all(file, settings, on_page, part),
         on_done=lambda raster: _record_pages(factory, registered, raster, early=True),
     )
 
@@ -207,11 +215,36 @@ def render_all(
     file: IngestedFile,
     settings: Settings,
     on_page: Callable[[PageImage, int], None] | None = None,
+    part: Part | None = None,
 ) -> RasterResult:
     """Render with no password, then with each password the user's file offers for it; each
-    page goes through the pages stage (blank, upright) before `on_page` sees it."""
+    page goes through the pages stage (blank, upright) before `on_page` sees it. `part`: only
+    those pages of the file (a child document), numbered as in the file."""
+    if part is not None:
+        return _render_part(file, settings, on_page, part)
     stage = preparing(settings.pages, on_page)
     return stage.finish(_render_with_passwords(file, settings, stage))
+
+
+def _render_part(
+    file: IngestedFile,
+    settings: Settings,
+    on_page: Callable[[PageImage, int], None] | None,
+    part: Part,
+) -> RasterResult:
+    first, last = part
+    count = last - first + 1
+
+    def on_part_page(page: PageImage, page_count: int) -> None:
+        if on_page is not None and first <= page.number <= last:
+            on_page(page, count)
+
+    raster = render_all(file, settings, on_part_page)
+    return RasterResult(
+        count,
+        [p for p in raster.pages if first <= p.number <= last],
+        [e for e in raster.errors if e.page is None or first <= e.page <= last],
+    )
 
 
 def _render_with_passwords(
@@ -263,6 +296,69 @@ def _record_pages(
         record()
     except SQLAlchemyError as exc:
         log.warning("could not record the pages of %s yet: %s", registered.path, exc)
+
+
+# -- split -------------------------------------------------------------------------------------
+
+
+def split_bundle(
+    factory: sessionmaker[Session], registered: Registered, settings: Settings, model: VisionModel
+) -> list[Registered]:
+    """The documents in a file: its child documents (page ranges of it, in page order) when it
+    holds several, else the file itself (with the doubts about its pages, if any). The split is
+    decided once per file and stored (a person's correction, `docextract split`, replaces it);
+    a file already extracted whole is not split on its own, nor in split mode `never`."""
+    if registered.part is not None or registered.error is not None:
+        return [registered]
+    with factory() as session:
+        known = store_bundles.file_split(session, registered.document_id)
+    stored = Split.from_json(known.split) if known.split is not None else None
+    if stored is None:
+        if settings.split.mode == "never" or known.extracted_whole:
+            return [registered]
+        stored = _detect_split(registered, settings, model)
+        if stored is None:
+            return [registered]
+        with factory.begin() as session:
+            saved = store_bundles.save_split(session, registered.document_id, stored.to_json())
+        stored = Split.from_json(saved)
+    min_confidence = settings.split.min_confidence
+    if stored.is_whole:
+        return [replace(registered, doubts=doubts(stored, (1, stored.page_count), min_confidence))]
+    with factory.begin() as session:
+        children = [
+            (part, store_bundles.register_part(session, registered.document_id, *part))
+            for part in stored.parts
+        ]
+        return [
+            Registered(
+                child.id,
+                registered.file,
+                None,
+                part,
+                child.sha256,
+                doubts(stored, part, min_confidence),
+            )
+            for part, child in children
+        ]
+
+
+def _detect_split(registered: Registered, settings: Settings, model: VisionModel) -> Split | None:
+    """The split the file's pages say (None: one page, or it does not render: the document's
+    own run reports why)."""
+    try:
+        raster = render_all(registered.file, settings)
+    except InputError:
+        return None
+    if raster.page_count < 2:
+        return None
+    words = WordsReader(registered.file, raster.pages, settings).result(raster.pages)
+    ask = None
+    if settings.split.ask_model:
+        ask = lambda boundary, page: ask_model(  # noqa: E731
+            boundary, page, model, settings, document=registered.path
+        )
+    return find_split(raster, words, settings.split, ask)
 
 
 # -- duplicates ---------------------------------------------------------------------------------

@@ -38,10 +38,10 @@ def test_db_upgrade_creates_the_schema_from_empty(db_url: str) -> None:
     assert result.exit_code == 0, result.output
     engine = make_engine(db_url)
     assert f"schema revision none -> {head_revision(engine)}" in result.output
-    assert current_revision(engine) == head_revision(engine) == "0004"
+    assert current_revision(engine) == head_revision(engine) == "0005"
     assert schema_differences(engine) == []  # the models and the migrations agree
     again = cli.invoke(app, ["db", "upgrade", "--db", db_url])  # idempotent
-    assert again.exit_code == 0 and "0004 -> 0004" in again.output
+    assert again.exit_code == 0 and "0005 -> 0005" in again.output
 
 
 def seed_revision_0001(engine: Engine) -> None:
@@ -84,7 +84,7 @@ def test_upgrade_from_0001_keeps_the_data_and_the_app_refuses_until_then(db_url:
     assert "'0001'" in status.output and "docextract db upgrade" in status.output
 
     upgraded = cli.invoke(app, ["db", "upgrade", "--db", db_url])
-    assert upgraded.exit_code == 0 and "0001 -> 0004" in upgraded.output, upgraded.output
+    assert upgraded.exit_code == 0 and "0001 -> 0005" in upgraded.output, upgraded.output
     assert schema_differences(engine) == []
     factory = session_factory(engine)
     with factory() as session:

@@ -86,6 +86,8 @@ class TruthModel:
                 "and this request does not name its document (VisionRequest.document)"
             )
         choices = _routing_choices(request.json_schema)
+        if choices is not None and choices[0] != "document_type":
+            return json.dumps({choices[0]: choices[1][0]})  # another question: its first answer
         if choices is not None:
             return self._route(Path(request.document), *choices)
         empty = empty_record_json(request.json_schema)

@@ -148,7 +148,7 @@ def _json_choice(text: str) -> str | None:
 
 
 def choice_probability(
-    text: str, tokens: Sequence[TokenLogprob] | None, chosen: str
+    text: str, tokens: Sequence[TokenLogprob] | None, chosen: str, key: str = ROUTE_KEY
 ) -> float | None:
     """exp(sum of the log-probabilities of the tokens that overlap the chosen name's span).
 
@@ -158,7 +158,7 @@ def choice_probability(
     if not tokens:
         return None
     spelled = "".join(t.text for t in tokens)
-    match = re.search(rf'"{re.escape(ROUTE_KEY)}"\s*:\s*"({re.escape(chosen)})"', spelled)
+    match = re.search(rf'"{re.escape(key)}"\s*:\s*"({re.escape(chosen)})"', spelled)
     if spelled.strip() != text.strip() or match is None:
         return None
     start, end = match.span(1)

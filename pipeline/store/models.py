@@ -62,6 +62,15 @@ class Document(Base):
     page_count: Mapped[int | None]
     first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A bundle (one file, several documents): the file's split (`pipeline.split.Split` as JSON)
+    # on the file's row; each child document is a page range of its parent (revision 0005). A
+    # child's `sha256` is not a file's hash but its key, sha256("<parent sha256>:<first>-<last>").
+    split: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("documents.id", ondelete="CASCADE"), index=True
+    )
+    first_page: Mapped[int | None]
+    last_page: Mapped[int | None]
 
     paths: Mapped[list[DocumentPath]] = relationship(
         back_populates="document", order_by="DocumentPath.id", cascade="all, delete-orphan"

@@ -1,0 +1,29 @@
+"""Bundles: one file holding several documents, split into child documents (page ranges).
+
+- `signals`: what each page's words say (page markers, document numbers, headings, letterheads,
+  'continued');
+- `boundaries`: per page, starts a document or continues one, with a confidence and a reason;
+- `ask`: the model's answer for a page the words leave unsure (one constrained request);
+- `parts`: the split itself (page ranges, separator sheets), from boundaries or a person;
+- `detect`: all of it over one rendered file.
+
+Settings: `Settings.split` (`SplitSettings`). Storing children: `pipeline.store.repository`.
+"""
+
+from pipeline.split.boundaries import Boundary
+from pipeline.split.detect import find_split
+from pipeline.split.parts import Part, Split, describe, doubts, parse_parts, split_at
+from pipeline.split.signals import PageSignals, read_signals
+
+__all__ = [
+    "Boundary",
+    "PageSignals",
+    "Part",
+    "Split",
+    "describe",
+    "doubts",
+    "find_split",
+    "parse_parts",
+    "read_signals",
+    "split_at",
+]
