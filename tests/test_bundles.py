@@ -15,9 +15,12 @@ from pathlib import Path
 import pypdfium2 as pdfium
 import pytest
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from pipeline.backends.scripted import ScriptedModel
+from pipeline.cli import app
 from pipeline.evidence.words import PageWords, Word
+from pipeline.export.write import export_rows
 from pipeline.reruns import locate
 from pipeline.runner import process, register
 from pipeline.settings import Settings
@@ -27,8 +30,10 @@ from pipeline.split.boundaries import Boundary, decide_boundaries
 from pipeline.split.parts import doubts
 from pipeline.store.db import open_database, session_factory
 from pipeline.store.models import Document, Extraction, Page
+from pipeline.store.queries import Selection
 from pipeline.types import Status
 
+cli = CliRunner()
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_docs"
 RECORD = {
     "invoice_number": "X-1",
@@ -239,6 +244,13 @@ def test_a_bundle_becomes_child_documents_each_extracted_on_its_own(
         pages = session.scalars(select(Page).where(Page.document_id == children[1].id)).all()
         assert sorted(p.number for p in pages) == [3, 4]  # the file's page numbers
         assert [len(c.extractions) for c in children] == [1, 1, 1]
+        # exports name the file and the pages each record comes from
+        rows = export_rows(session, Selection())
+        assert [(r["document_name"], r["file_sha256"], r["file_pages"]) for r in rows] == [
+            (path.name, parent.sha256, "1"),
+            (path.name, parent.sha256, "3-4"),
+            (path.name, parent.sha256, "5"),
+        ]
 
     # a second run does nothing and makes nothing new
     again = process(factory, register(factory, path, bundle_settings), bundle_settings, model=model)
@@ -281,3 +293,73 @@ def test_split_never_keeps_the_file_one_document(bundle_settings: Settings, tmp_
     assert not again.did_work
     with factory() as session:
         assert len(session.scalars(select(Document)).all()) == 1
+
+
+def test_a_person_corrects_the_split_and_only_changed_documents_are_redone(
+    bundle_settings: Settings, tmp_path: Path
+) -> None:
+    path = bundle(tmp_path / "post-room-scan.pdf")
+    model = ScriptedModel(lambda request, number: json.dumps(RECORD), "scripted-bundles")
+    factory = session_factory(open_database(bundle_settings.db_url.get_secret_value()))
+    process(factory, register(factory, path, bundle_settings), bundle_settings, model=model)
+    db = ["--db", bundle_settings.db_url.get_secret_value()]
+
+    shown = cli.invoke(app, ["split", path.name, *db])
+    assert shown.exit_code == 0, shown.output
+    assert "3 documents, pages 1,3-4,5 (split by auto)" in shown.output
+    assert "separator sheets: 2" in shown.output
+    assert "pages 3-4: invoice: succeeded" in shown.output
+    assert "page 3: starts a document (0.98, marker:" in shown.output
+
+    refused = cli.invoke(app, ["split", path.name, "--pages", "1,3-6", *db])
+    assert refused.exit_code == 2 and "pages run from 1 to 5" in refused.output
+
+    dry = cli.invoke(app, ["split", path.name, "--pages", "1,3,4-5", "--dry-run", "--json", *db])
+    assert dry.exit_code == 0, dry.output
+    change = json.loads(dry.output)["would_change"]
+    assert change["before"] == "1,3-4,5" and change["pages"] == "1,3,4-5"
+    assert [r["pages"] for r in change["removed"]] == ["3-4", "5"]
+    assert change["removed"][0]["records"] == ["invoice: succeeded"]
+    assert change["added"] == ["3", "4-5"]
+    with factory() as session:  # nothing changed
+        parent = session.scalars(select(Document).where(Document.parent_id.is_(None))).one()
+        assert parent.split is not None and parent.split["by"] == "auto"
+
+    done = cli.invoke(app, ["split", path.name, "--pages", "1,3,4-5", "--no-extract", *db])
+    assert done.exit_code == 0, done.output
+    with factory() as session:
+        parent = session.scalars(select(Document).where(Document.parent_id.is_(None))).one()
+        assert parent.split is not None and parent.split["by"] == "person"
+        assert parent.split["parts"] == [[1, 1], [3, 3], [4, 5]]
+        (replaced,) = parent.split["history"]
+        assert replaced["replaced"]["parts"] == [[1, 1], [3, 4], [5, 5]]
+        assert [r["pages"] for r in replaced["removed"]] == ["3-4", "5"]
+        kept = session.scalars(select(Document).where(Document.parent_id == parent.id)).all()
+        assert [(c.first_page, c.last_page) for c in kept] == [(1, 1)]  # its record stays
+
+    calls = len(model.requests)
+    outcomes = process(
+        factory, register(factory, path, bundle_settings), bundle_settings, model=model
+    )
+    assert [(o.path.rsplit(" ", 2)[-1], o.did_work) for o in outcomes] == [
+        ("1]", False),
+        ("3]", True),
+        ("4-5]", True),
+    ]
+    assert sorted({r.page for r in model.requests[calls:]}) == [3, 4, 5]
+
+    shown = cli.invoke(app, ["show", path.name, *db])
+    assert shown.exit_code == 0, shown.output
+    document = json.loads(shown.output)
+    assert document["split"]["by"] == "person"
+    assert [d["pages"] for d in document["documents"]] == ["1", "3", "4-5"]
+    child = cli.invoke(app, ["show", document["documents"][2]["sha256"][:12], *db])
+    assert json.loads(child.output)["part_of"]["pages"] == "4-5"
+
+    # one document again: the children go, the file is extracted whole
+    whole = cli.invoke(app, ["split", path.name, "--pages", "1-5", "--no-extract", *db])
+    assert whole.exit_code == 0, whole.output
+    (outcome,) = process(
+        factory, register(factory, path, bundle_settings), bundle_settings, model=model
+    )
+    assert outcome.path == str(path) and outcome.did_work and outcome.pages == 5

@@ -4,6 +4,7 @@
 - `run`: run, status, show, db upgrade;  `ops`: rerun, export, serve
 - `quality`: schemas, eval, ask;  `scale`: pool deploy / run;  `tiles`: what the model sees
 - `duplicates`: possible duplicate invoices, and marking a pair distinct
+- `split`: how a file is split into documents (a bundle), and a person's correction
 - `review`: the review desk (`review`), the night's report (`report`), `eval --reviewed`
 - `server`: the background local Prefect server (start, status, stop) and `connect_prefect`
 - `output`: tables and JSON for the terminal
@@ -19,6 +20,7 @@ from pipeline.cli import (  # noqa: F401 (register)
     run,
     scale,
     server,
+    split,
     tiles,
 )
 from pipeline.cli.common import app

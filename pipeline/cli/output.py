@@ -21,6 +21,7 @@ from pipeline.evidence import leaves
 from pipeline.pathtext import to_text
 from pipeline.review.report import status_hint
 from pipeline.runner import Outcome
+from pipeline.store.bundles import pages_label
 from pipeline.store.models import Document, Extraction
 from pipeline.store.queries import RunMetrics, to_utc_assumed
 
@@ -260,6 +261,37 @@ def document_json(document: Document, raw: bool = False) -> dict[str, Any]:
             for p in document.pages
         ],
         "extractions": [_extraction_json(e, raw) for e in document.extractions],
+        **_bundle_json(document),
+    }
+
+
+def _bundle_json(document: Document) -> dict[str, Any]:
+    """A bundle's split and child documents; a child's file and page range."""
+    if document.parent is not None:
+        parent = document.parent
+        return {
+            "part_of": {
+                "sha256": parent.sha256,
+                "name": parent.paths[0].name if parent.paths else None,
+                "pages": pages_label(document),
+            }
+        }
+    if document.split is None:
+        return {}
+    return {
+        "split": {k: v for k, v in document.split.items() if k != "history"},
+        "documents": [
+            {
+                "sha256": part.sha256,
+                "pages": pages_label(part),
+                "extractions": [
+                    {"schema": e.schema_name, "status": e.status, "reason": e.reason}
+                    for e in part.extractions
+                ],
+            }
+            for part in document.parts
+        ],
+        "split_history": document.split.get("history", []),
     }
 
 

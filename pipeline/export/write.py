@@ -46,6 +46,7 @@ from pipeline.export.columns import (
     schema_shape,
     with_evidence,
 )
+from pipeline.store.bundles import pages_label
 from pipeline.store.models import Extraction
 from pipeline.store.queries import Selection, last_seen_paths, select_extractions, to_utc_assumed
 from schemas import get_schema
@@ -63,6 +64,8 @@ PROVENANCE = Shape(
         "document_sha256": _S,
         "document_name": _S,
         "document_path": _S,
+        "file_sha256": _S,
+        "file_pages": _S,
         "media_type": _S,
         "page_count": _I,
         "schema_name": _S,
@@ -105,6 +108,9 @@ def _row(e: Extraction) -> dict[str, Any]:
         "document_sha256": e.document.sha256,
         "document_name": Path(paths[0]).name if paths else None,
         "document_path": paths[0] if paths else None,
+        # a bundle's document: the file it is part of and its pages there (else its own hash)
+        "file_sha256": e.document.parent.sha256 if e.document.parent else e.document.sha256,
+        "file_pages": pages_label(e.document) if e.document.parent else None,
         "media_type": e.document.media_type,
         "page_count": e.document.page_count,
         "schema_name": e.schema_name,

@@ -44,6 +44,7 @@ def save_split(session: Session, document_id: int, split: dict[str, Any]) -> dic
     assert document is not None
     if document.split is None:
         document.split = split
+    document.page_count = document.page_count or split["page_count"]
     return document.split
 
 
@@ -77,11 +78,8 @@ def register_part(session: Session, parent_id: int, first: int, last: int) -> Do
 
 def parts_of(session: Session, parent_id: int) -> list[Document]:
     """The file's child documents, in page order."""
-    return list(
-        session.scalars(
-            select(Document).where(Document.parent_id == parent_id).order_by(Document.first_page)
-        )
-    )
+    query = select(Document).where(Document.parent_id == parent_id).order_by(Document.first_page)
+    return list(session.scalars(query))
 
 
 def replace_split(
@@ -96,7 +94,7 @@ def replace_split(
     removed: list[dict[str, Any]] = []
     for child in parts_of(session, document_id):
         if (child.first_page, child.last_page) not in keep:
-            removed.append(_removed(child, f"{child.first_page}-{child.last_page}"))
+            removed.append(_removed(child, pages_label(child)))
             session.delete(child)
     if len(split["parts"]) > 1 and document.extractions:
         removed.append(_removed(document, "whole file"))
@@ -108,6 +106,12 @@ def replace_split(
         history.append({"replaced": previous, "removed": removed, "at": utcnow().isoformat()})
     document.split = {**split, "history": history}
     return removed
+
+
+def pages_label(child: Document) -> str:
+    """A child document's pages as `docextract split --pages` writes them: `3`, `4-7`."""
+    first, last = child.first_page, child.last_page
+    return f"{first}" if first == last else f"{first}-{last}"
 
 
 def _removed(document: Document, pages: str) -> dict[str, Any]:

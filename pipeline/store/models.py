@@ -81,6 +81,10 @@ class Document(Base):
     extractions: Mapped[list[Extraction]] = relationship(
         back_populates="document", order_by="Extraction.id", cascade="all, delete-orphan"
     )
+    parts: Mapped[list[Document]] = relationship(
+        back_populates="parent", order_by="Document.first_page", cascade="all, delete-orphan"
+    )
+    parent: Mapped[Document | None] = relationship(back_populates="parts", remote_side=[id])
 
 
 class DocumentPath(Base):

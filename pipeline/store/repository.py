@@ -159,7 +159,10 @@ def find_documents(session: Session, reference: str) -> list[Document]:
         .where(or_(DocumentPath.name == reference, DocumentPath.path == reference))
     )
     found = {d.id: d for d in session.scalars(by_hash)} if len(reference) >= 6 else {}
-    found.update({d.id: d for d in session.scalars(by_name)})
+    named = {d.id: d for d in session.scalars(by_name)}
+    # a bundle's name names the file; its child documents (seen under the same name) are
+    # reached through it, or by their own sha256 key
+    found.update({i: d for i, d in named.items() if d.parent_id not in named})
     return sorted(found.values(), key=lambda d: d.id)
 
 
