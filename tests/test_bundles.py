@@ -363,3 +363,51 @@ def test_a_person_corrects_the_split_and_only_changed_documents_are_redone(
         factory, register(factory, path, bundle_settings), bundle_settings, model=model
     )
     assert outcome.path == str(path) and outcome.did_work and outcome.pages == 5
+
+
+@pytest.mark.slow
+def test_the_readme_commands_split_a_bundle_with_the_real_model_path(
+    sqlite_url: str, prefect_api_url: str, shared_cache_dir: Path, tmp_path: Path
+) -> None:
+    """`docextract run` on a bundle with tiny-random (processor, tiling, generate() under the
+    grammar), then `docextract split --pages` re-extracting the document that changed."""
+    import os
+    import subprocess
+    import sys
+
+    path = bundle(tmp_path / "post-room-scan.pdf")
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": prefect_api_url,
+        "DOCEXTRACT_CACHE_DIR": str(shared_cache_dir),
+        "HF_HUB_OFFLINE": "1",
+    }
+    env.pop("DOCEXTRACT_DB_URL", None)
+    common = ["--model", "tiny-random", "--schema", "invoice", "--db", sqlite_url, "--json"]
+
+    def docextract(*args: str) -> object:
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout)
+
+    first = docextract("run", str(path), *common)
+    assert isinstance(first, list)
+    assert [(r["path"], r["did_work"]) for r in first] == [
+        (f"{path} [pages 1]", True),
+        (f"{path} [pages 3-4]", True),
+        (f"{path} [pages 5]", True),
+    ]
+    changed = docextract("split", path.name, "--pages", "1,3-5", *common)
+    assert isinstance(changed, dict)
+    assert changed["changed"]["removed"][0]["pages"] == "3-4"
+    assert [(r["path"], r["did_work"]) for r in changed["outcomes"]] == [
+        (f"{path} [pages 1]", False),
+        (f"{path} [pages 3-5]", True),
+    ]

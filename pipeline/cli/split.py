@@ -25,6 +25,7 @@ from pipeline.cli.common import (
     schema_or_default,
 )
 from pipeline.errors import ConfigError
+from pipeline.runner import Outcome
 from pipeline.split import Boundary, Part, Split, describe, parse_parts
 from pipeline.store import bundles
 from pipeline.store import repository as repo
@@ -99,9 +100,17 @@ def split_command(
         check_names(settings)  # a mistyped model stops here, before the split is changed
     with factory.begin() as session:
         bundles.replace_split(session, file.id, wanted.to_json(), keep=set(parts))
+    outcomes = _extract_again(paths[0], overrides, settings, as_json) if extract and paths else []
+    if as_json:  # one JSON document: the change and what extracting it did
+        print(
+            json.dumps({"changed": change, "outcomes": [o.to_json() for o in outcomes]}, indent=2)
+        )
+        return
     _print_change(change, as_json, "changed")
-    if extract and paths:
-        _extract_again(paths[0], overrides, settings, as_json)
+    if outcomes:
+        from pipeline.cli.output import print_outcomes
+
+        print_outcomes(console, outcomes)
 
 
 def _part(child: Document) -> Part:
@@ -138,9 +147,13 @@ def _person_split(page_count: int, parts: tuple[Part, ...], separators: tuple[in
     return Split(page_count, parts, separators, boundaries, by="person")
 
 
-def _extract_again(path: str, overrides: dict[str, Any], settings: Any, as_json: bool) -> None:
+def _extract_again(
+    path: str, overrides: dict[str, Any], settings: Any, as_json: bool
+) -> list[Outcome]:
+    """The file through the extraction flow, as `docextract run FILE` (the documents whose pages
+    did not change are done already)."""
     from flows.extract import run_extraction  # Prefect: only when a flow runs
-    from pipeline.cli.output import print_outcomes, progress_bar
+    from pipeline.cli.output import progress_bar
     from pipeline.cli.server import connect_prefect
 
     if not Path(path).is_file():
@@ -149,12 +162,11 @@ def _extract_again(path: str, overrides: dict[str, Any], settings: Any, as_json:
             "documents",
             markup=False,
         )
-        return
+        return []
     os.environ["DOCEXTRACT_DB_URL"] = settings.db_url.get_secret_value()
     connect_prefect(settings)
     with progress_bar(console, enabled=not as_json):
-        outcomes = run_extraction([path], overrides, settings)
-    print_outcomes(console, outcomes, as_json=as_json)
+        return list(run_extraction([path], overrides, settings))
 
 
 def _print_split(
