@@ -411,3 +411,13 @@ def test_the_readme_commands_split_a_bundle_with_the_real_model_path(
         (f"{path} [pages 1]", False),
         (f"{path} [pages 3-5]", True),
     ]
+
+
+def test_run_split_option_sets_the_mode() -> None:
+    from pipeline.cli.common import cli_overrides
+    from pipeline.errors import ConfigError
+
+    assert cli_overrides(split="never") == {"split": {"mode": "never"}}
+    assert Settings(**cli_overrides(split="never")).split.mode == "never"
+    with pytest.raises(ConfigError, match="choose auto or never"):
+        cli_overrides(split="sometimes")

@@ -19,7 +19,7 @@ from pipeline.pages.ink import page_ink
 from pipeline.pages.orientation import ink_orientation
 from pipeline.pages.prepare import facts_path
 from pipeline.runner import process, register
-from pipeline.settings import PagesSettings, Settings
+from pipeline.settings import PagesSettings, Settings, SplitSettings
 from pipeline.store.db import open_database, session_factory
 from pipeline.store.models import Extraction, Page
 from pipeline.types import PageImage, VisionRequest
@@ -169,6 +169,8 @@ def pdf_of(tmp_path: Path, images: list[Image.Image], name: str) -> Path:
 
 def run(path: Path, settings: Settings) -> tuple[dict[str, object], Extraction, list[Page]]:
     model = ScriptedModel(lambda r, n: empty_record_json(r.json_schema))
+    # one document whatever its pages say (the same invoice twice would be two: test_bundles)
+    settings = settings.model_copy(update={"split": SplitSettings(mode="never")})
     factory = session_factory(open_database(settings.db_url.get_secret_value()))
     outcome = process(factory, register(factory, path, settings), settings, model=model)
     with factory() as session:

@@ -134,6 +134,7 @@ def cli_overrides(
     dpi: int | None = None,
     passwords: Path | None = None,
     perturb: str | None = None,
+    split: str | None = None,
 ) -> dict[str, Any]:
     """The settings overrides that command-line options stand for, for every command.
 
@@ -159,6 +160,10 @@ def cli_overrides(
         overrides["tiling"] = {k: v for k, v in chosen_tiling.items() if v is not None}
     if dpi:
         overrides["raster"] = {"dpi": dpi}
+    if split:
+        if split not in ("auto", "never"):
+            raise ConfigError(f"--split {split!r}: choose auto or never")
+        overrides["split"] = {"mode": split}
     return overrides
 
 

@@ -93,6 +93,13 @@ def run(
             "Never logged or stored."
         ),
     ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            help="auto (default): a file holding several documents (a scanned stack) becomes "
+            "one document per page range; never: each file is one document."
+        ),
+    ] = None,
     db: DbOption = None,
     workers: WorkersOption = None,
     perturb: PerturbOption = None,
@@ -109,6 +116,7 @@ def run(
         tiling=tiling,
         passwords=passwords,
         perturb=perturb,
+        split=split,
     )
     settings = build_settings(db, **overrides)
     check_names(settings)
