@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import pypdfium2 as pdfium
@@ -421,3 +422,45 @@ def test_run_split_option_sets_the_mode() -> None:
     assert Settings(**cli_overrides(split="never")).split.mode == "never"
     with pytest.raises(ConfigError, match="choose auto or never"):
         cli_overrides(split="sometimes")
+
+
+def test_the_review_desk_shows_a_documents_pages_of_the_file_and_corrects_the_split(
+    bundle_settings: Settings, tmp_path: Path
+) -> None:
+    from starlette.testclient import TestClient
+
+    from pipeline.review.app import create_app
+
+    path = bundle(tmp_path / "post-room-scan.pdf")
+    model = ScriptedModel(lambda request, number: json.dumps(RECORD), "scripted-bundles")
+    factory = session_factory(open_database(bundle_settings.db_url.get_secret_value()))
+    process(factory, register(factory, path, bundle_settings), bundle_settings, model=model)
+    with factory() as session:
+        child = session.scalars(select(Document).where(Document.first_page == 3)).one()
+        extraction_id = child.extractions[0].id
+    client = TestClient(create_app(bundle_settings, factory))
+
+    page = client.get(f"/doc/{extraction_id}")
+    assert page.status_code == 200
+    assert "pages 3-4 of 5 of post-room-scan.pdf, split as 1,3-4,5 (by auto)" in page.text
+    # its own pages only, numbered as in the file, served from the file's page cache
+    assert re.findall(r'id="page-(\d+)"', page.text) == ["3", "4"]
+    image = client.get(f"/doc/{extraction_id}/pages/4")
+    assert image.status_code == 200 and image.content[:4] == b"\x89PNG"
+    assert client.get(f"/doc/{extraction_id}/pages/1").status_code == 404
+
+    form = {"pages": "1,3,4-5", "reviewer": "ann"}
+    assert client.post(f"/doc/{extraction_id}/split", data=form).status_code == 403
+    csrf = client.cookies["docextract_csrf"]
+    refused = client.post(
+        f"/doc/{extraction_id}/split", data={**form, "csrf": csrf, "pages": "1-9"}
+    )
+    assert refused.status_code == 400 and "pages run from 1 to 5" in refused.text
+    done = client.post(f"/doc/{extraction_id}/split", data={**form, "csrf": csrf})
+    assert done.status_code == 200
+    assert "post-room-scan.pdf is now split as 1,3,4-5; removed: pages 3-4 (succeeded)" in done.text
+    with factory() as session:
+        parent = session.scalars(select(Document).where(Document.parent_id.is_(None))).one()
+        assert parent.split is not None and parent.split["by"] == "person"
+        assert "set by ann (review desk)" in parent.split["boundaries"][0]["why"]
+        assert session.get(Extraction, extraction_id) is None  # its pages changed: redone

@@ -26,7 +26,7 @@ from pipeline.cli.common import (
 )
 from pipeline.errors import ConfigError
 from pipeline.runner import Outcome
-from pipeline.split import Boundary, Part, Split, describe, parse_parts
+from pipeline.split import Part, Split, describe, person_split
 from pipeline.store import bundles
 from pipeline.store import repository as repo
 from pipeline.store.db import open_database, session_factory
@@ -79,10 +79,10 @@ def split_command(
     if page_count is None:
         raise ConfigError(f"{doc!r} has not been rendered yet: run `docextract run` on it first")
     try:
-        parts, separators = parse_parts(pages, page_count)
+        wanted = person_split(page_count, pages, getpass.getuser(), "docextract split")
     except ValueError as exc:
         raise ConfigError(f"--pages {pages!r}: {exc}") from None
-    wanted = _person_split(page_count, parts, separators)
+    parts, separators = wanted.parts, wanted.separators
     removed = [p for p in children if p not in parts]
     added = [p for p in parts if p not in children] if not wanted.is_whole else []
     change = {
@@ -132,19 +132,6 @@ def _the_file(session: Any, reference: str) -> Document:
         assert parent is not None
         return parent
     return document
-
-
-def _person_split(page_count: int, parts: tuple[Part, ...], separators: tuple[int, ...]) -> Split:
-    who = getpass.getuser()
-    firsts = {first for first, _ in parts}
-    boundaries = tuple(
-        Boundary(page, page in firsts, 1.0, "person", f"set by {who} (docextract split)")
-        for page in range(2, page_count + 1)
-        if page not in separators
-    )
-    if parts == ((1, page_count),):
-        return Split(page_count, parts, (), boundaries, by="person")
-    return Split(page_count, parts, separators, boundaries, by="person")
 
 
 def _extract_again(

@@ -41,6 +41,7 @@ from pipeline.review.security import (
     clean_reviewer,
     csrf_ok,
 )
+from pipeline.review.splitting import bundle_view, change_split
 from pipeline.settings import Settings
 from pipeline.store import reviews as store
 from pipeline.store.models import Extraction, Run
@@ -121,8 +122,30 @@ class Desk:
                 "record": record,
                 "is_reviewed": Status(extraction.status).is_reviewed,
                 "next_id": _next_in_queue(session, extraction_id),
+                "bundle": bundle_view(extraction, self.settings.split.min_confidence),
             }
             return self.page(request, "document.html", **context)
+
+    async def split(self, request: Request) -> Response:
+        """A person's correction of how the file this record reads is split into documents."""
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return PlainTextResponse("request too large", status_code=413)
+        data = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        if not csrf_ok(request, data.get("csrf")):
+            return self.page(request, "error.html", 403, message="missing or wrong CSRF token")
+        reviewer = clean_reviewer(data.get("reviewer") or "")
+        if not reviewer:
+            return self.page(request, "error.html", 400, message="give your name first")
+        extraction_id = int(request.path_params["extraction_id"])
+        try:
+            with self.factory.begin() as session:
+                message = change_split(session, extraction_id, data.get("pages", ""), reviewer)
+        except LookupError as exc:
+            return self.page(request, "error.html", 404, message=str(exc))
+        except ValueError as exc:
+            return self.page(request, "error.html", 400, message=f"pages: {exc}")
+        return self.page(request, "error.html", 200, message=message)
 
     def page_image(self, request: Request) -> Response:
         extraction_id = int(request.path_params["extraction_id"])
@@ -260,6 +283,7 @@ def create_app(settings: Settings, factory: sessionmaker[Session]) -> Starlette:
         Route("/doc/{extraction_id:int}/pages/{number:int}", desk.page_image),
         Route("/api/doc/{extraction_id:int}/check", desk.check, methods=["POST"]),
         Route("/doc/{extraction_id:int}/decide", desk.decide, methods=["POST"]),
+        Route("/doc/{extraction_id:int}/split", desk.split, methods=["POST"]),
         Route("/runs/latest", desk.latest_report),
         Route("/runs/{run_id:int}", desk.report),
         Route("/healthz", lambda request: PlainTextResponse("ok")),

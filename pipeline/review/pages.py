@@ -36,12 +36,15 @@ def page_refs(extraction: Extraction, settings: Settings) -> list[PageRef]:
     document = extraction.document
     rows = {p.number: p for p in document.pages}
     fallback = int((extraction.provenance or {}).get("dpi") or settings.raster.dpi)
-    count = max([document.page_count or 0, extraction.pages_total or 0, *rows])
+    if document.first_page is not None and document.last_page is not None:  # a bundle's part
+        numbers = range(document.first_page, document.last_page + 1)  # the file's page numbers
+    else:
+        numbers = range(1, max([document.page_count or 0, extraction.pages_total or 0, *rows]) + 1)
     return [
         PageRef(n, rows[n].dpi, rows[n].width, rows[n].height)
         if n in rows
         else PageRef(n, fallback, None, None)
-        for n in range(1, count + 1)
+        for n in numbers
     ]
 
 
@@ -53,7 +56,9 @@ class PageFile:
 
 def page_file(document: Document, page: PageRef, settings: Settings) -> PageFile | None:
     """The cached PNG of `page`, rendered again from the document's file when the cache lost it;
-    None when neither is possible (the file moved away, or the page does not render)."""
+    None when neither is possible (the file moved away, or the page does not render). A bundle's
+    child document reads its file's pages."""
+    document = document.parent or document
     cached = page_cache_path(settings.page_cache_dir, document.sha256, page.number, page.dpi)
     if cached.is_file():
         return PageFile(cached, page.dpi)

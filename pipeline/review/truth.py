@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from pipeline.evaluation import Case
 from pipeline.review.editing import record_diff
 from pipeline.review.pages import source_file
+from pipeline.store.bundles import pages_label
 from pipeline.store.models import Document, Extraction
 from pipeline.store.queries import Selection, last_seen_paths, select_extractions
 from pipeline.store.reviews import Reviewed, min_confidence, reviewed
@@ -48,6 +49,12 @@ def write_truth(session: Session, selection: Selection, out: Path) -> TruthExpor
     result = TruthExport()
     for rows in grouped.values():
         document = rows[0].document
+        if document.parent is not None:  # eval reads whole files: a page range has none
+            result.skipped.append(
+                f"{document.sha256[:12]}: pages {pages_label(document)} of a bundle "
+                f"({document.parent.sha256[:12]}); ground truth is written for whole files only"
+            )
+            continue
         source = source_file(document)
         if source is None:
             where = last_seen_paths(document)

@@ -12,7 +12,15 @@ Settings: `Settings.split` (`SplitSettings`). Storing children: `pipeline.store.
 
 from pipeline.split.boundaries import Boundary
 from pipeline.split.detect import find_split
-from pipeline.split.parts import Part, Split, describe, doubts, parse_parts, split_at
+from pipeline.split.parts import (
+    Part,
+    Split,
+    describe,
+    doubts,
+    parse_parts,
+    person_split,
+    split_at,
+)
 from pipeline.split.signals import PageSignals, read_signals
 
 __all__ = [
@@ -24,6 +32,7 @@ __all__ = [
     "doubts",
     "find_split",
     "parse_parts",
+    "person_split",
     "read_signals",
     "split_at",
 ]

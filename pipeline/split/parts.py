@@ -99,6 +99,21 @@ def doubts(split: Split, part: Part, min_confidence: float) -> tuple[str, ...]:
     return tuple(reasons)
 
 
+def person_split(page_count: int, text: str, who: str, where: str) -> Split:
+    """The split a person gives as `1-2,3,4-7` (`parse_parts`; raises its ValueError), every
+    boundary decided by them (`where`: the command or the desk)."""
+    parts, separators = parse_parts(text, page_count)
+    firsts = {first for first, _ in parts}
+    boundaries = tuple(
+        Boundary(page, page in firsts, 1.0, "person", f"set by {who} ({where})")
+        for page in range(2, page_count + 1)
+        if page not in separators
+    )
+    if parts == ((1, page_count),):
+        separators = ()
+    return Split(page_count, parts, separators, boundaries, by="person")
+
+
 PART = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 
 
