@@ -288,11 +288,12 @@ class PagesSettings(BaseModel):
         "is sure about is left as rendered. See bench/orientation.py.",
     )
     ink_min_confidence: float = Field(
-        0.6,
+        0.7,
         ge=0,
         le=1,
         description="'auto'/'ink': the ink measure decides alone at or above this confidence "
-        "(0..1).",
+        "(0..1); at 0.6 it turned two sideways receipt photos the wrong way "
+        "(bench/orientation.py).",
     )
     osd_min_confidence: float = Field(
         2.0,
