@@ -278,22 +278,22 @@ class PagesSettings(BaseModel):
         "one character of 12 pt text: a lone page number is still content (a page is never "
         "dropped on a guess); scanner noise measures 0 (bench/orientation.py --blank).",
     )
-    orientation: Literal["auto", "ink", "osd", "off"] = Field(
+    orientation: Literal["auto", "text", "ink", "osd", "off"] = Field(
         "off",
-        description="How a page's orientation (0/90/180/270) is found before tiling: 'ink' "
-        "(line structure and ascenders in the page's ink, ~50 ms), 'osd' (Tesseract's "
-        "orientation detection, ~1.5 s), 'auto' (ink, and Tesseract where the ink is not "
-        "sure), 'off' (the default: the ink measure turned an upright born-digital table page "
-        "by 180 degrees with confidence 0.91, so no page is turned on a guess until it is "
-        "measured on more layouts). A page no method is sure about is left as rendered. See "
-        "bench/orientation.py.",
+        description="How a page's orientation (0/90/180/270) is found before tiling: 'text' "
+        "(the direction of a PDF's text layer as rendered, ~1 ms; pages without one are left "
+        "alone), 'ink' (line structure and baselines in the page's ink, ~200 ms), 'osd' "
+        "(Tesseract's orientation detection, ~1.5 s), 'auto' (the text layer where a page has "
+        "one, else the ink, and Tesseract where the ink is not sure), 'off'. A page no method "
+        "is sure about is left as rendered. See bench/orientation.py.",
     )
     ink_min_confidence: float = Field(
-        0.6,
+        0.7,
         ge=0,
         le=1,
         description="'auto'/'ink': the ink measure decides alone at or above this confidence "
-        "(0..1).",
+        "(0..1); at 0.6 it turned two sideways receipt photos the wrong way "
+        "(bench/orientation.py).",
     )
     osd_min_confidence: float = Field(
         2.0,

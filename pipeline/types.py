@@ -91,10 +91,22 @@ class PageFacts:
 
 
 @dataclass(frozen=True)
+class TextDirection:
+    """Which way a page's text layer runs on the page as rendered: `turn`, the clockwise turn
+    (0, 90, 180, 270) that makes most of its `chars` characters run left to right, and the
+    `share` of them that agree (0..1). Read by the render worker (`render.textdirection`)."""
+
+    turn: int
+    chars: int
+    share: float
+
+
+@dataclass(frozen=True)
 class PageImage:
     """A rendered page, cached on disk as PNG. `number` is 1-based. `rotation` is the clockwise
     rotation applied in all (/Rotate or EXIF, then the pages stage's turn); `facts` what the pages
-    stage found (None: it did not run)."""
+    stage found (None: it did not run); `text` the direction of the PDF text layer as rendered
+    (None: no text layer, an image, or a page taken from the cache)."""
 
     number: int
     path: Path
@@ -104,6 +116,7 @@ class PageImage:
     render_seconds: float = 0.0
     rotation: int = 0
     facts: PageFacts | None = None
+    text: TextDirection | None = None
 
     @property
     def blank(self) -> bool:

@@ -23,10 +23,10 @@ class Ink:
     dpi: float
 
 
-def page_ink(image: Image.Image, dpi: int) -> Ink:
-    """The ink of a page image (any mode) rendered at `dpi`, reduced to about WORKING_DPI."""
+def page_ink(image: Image.Image, dpi: int, working_dpi: int = WORKING_DPI) -> Ink:
+    """The ink of a page image (any mode) rendered at `dpi`, reduced to about `working_dpi`."""
     grey = image if image.mode == "L" else image.convert("L")
-    factor = max(1, round(dpi / WORKING_DPI))
+    factor = max(1, round(dpi / working_dpi))
     if factor > 1:
         grey = grey.reduce(factor)  # box average: specks of one or two pixels fade
     return Ink(without_border_runs(ink_mask(np.asarray(grey))), dpi / factor)

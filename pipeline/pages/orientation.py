@@ -1,11 +1,14 @@
-"""Which way is up: a page's orientation (0/90/180/270) and small skew, measured on its ink or
-asked of Tesseract's orientation detection (OSD).
+"""Which way is up: a page's orientation (0/90/180/270) and small skew, from the direction of
+its PDF text layer, measured on its ink, or asked of Tesseract's orientation detection (OSD).
 
-The ink measure (numpy only, ~50 ms a page):
+The text layer (born-digital pages; read by the render worker, `render.textdirection`) says
+directly which way the characters run on the rendered page: with at least MIN_TEXT_CHARS
+characters it decides, and the image measures are not asked.
+
+The ink measure (numpy only, at LEAN_DPI, ~200 ms a page) for pages without a text layer:
 - axis: text lines are horizontal where closing gaps of about 1 mm along a direction merges the
   ink into the longest runs (letters into words and lines; across lines the gaps stay open);
-- up or down: in each text line, the ink above its x-height core (capitals, digits, ascenders)
-  outweighs the ink below it (descenders) when the page is upright; summed over every line.
+- up or down: letters stand on one baseline but end at two heights on top (`baseline_lean`).
 Its confidence grows with both margins and with the number of lines; a sparse page (a few
 words) is not sure, and Tesseract, which reads letter shapes, is asked (`auto`). A page no
 method is sure about is left as rendered: turning a page on a guess is worse than not turning.
@@ -27,13 +30,19 @@ from io import BytesIO
 import numpy as np
 from PIL import Image
 
-from pipeline.pages.ink import Ink
+from pipeline.pages.ink import Ink, page_ink
 from pipeline.settings import PagesSettings
-from pipeline.tiling.textsize import percentile_90, runs
+from pipeline.tiling.textsize import runs
+from pipeline.types import TextDirection
 
 log = logging.getLogger(__name__)
 
 GAP_MM = 1.0  # gaps closed along a direction: between letters, not between lines
+MIN_TEXT_CHARS = 40  # fewer characters in the text layer (a stamp, a page number): ask the ink
+MIN_TEXT_SHARE = 0.8  # of them running the same way, to turn a page
+LEAN_DPI = 200  # the up/down measure's resolution: x-height and cap height ~3 px apart
+FULL_LEAN = 0.1  # a baseline lean this strong (share of ink columns) is sure
+FULL_COLUMNS = 3000  # ink columns in text lines (about 500 letters) for a sure lean
 OSD_MAX_DPI = 200  # Tesseract reads orientation as well at 200 DPI as at 400, in half the time
 OSD_TIMEOUT_S = 30.0
 _OSD_ROTATE = re.compile(r"Rotate:\s*(\d+)")
@@ -50,13 +59,23 @@ class Guess:
     confidence: float
 
 
-def orient(image: Image.Image, ink: Ink, dpi: int, settings: PagesSettings) -> Guess:
+def orient(
+    image: Image.Image, dpi: int, settings: PagesSettings, text: TextDirection | None = None
+) -> Guess:
     """The turn that stands the page upright, by `settings.orientation`; `Guess(0, "none", c)`
-    when no method is sure enough, `Guess(0, "off", 0)` when orientation is off."""
+    when no method is sure enough, `Guess(0, "off", 0)` when orientation is off. `text`: the
+    direction of the page's PDF text layer as rendered, which decides when it has enough
+    characters (`auto`, `text`); the image measures are for pages without one."""
     method = settings.orientation
     if method == "off":
         return Guess(0, "off", 0.0)
-    by_ink = ink_orientation(ink) if method in ("auto", "ink") else None
+    if method in ("auto", "text"):
+        by_text = text_orientation(text)
+        if by_text is not None or method == "text":
+            return by_text or Guess(0, "none", 0.0)
+    by_ink = None
+    if method in ("auto", "ink"):
+        by_ink = ink_orientation(page_ink(image, dpi, LEAN_DPI))
     if by_ink is not None and (method == "ink" or by_ink.confidence >= settings.ink_min_confidence):
         return by_ink if by_ink.confidence >= settings.ink_min_confidence else _unsure(by_ink)
     by_osd = osd_orientation(image, dpi)
@@ -72,25 +91,43 @@ def _unsure(guess: Guess | None) -> Guess:
     return Guess(0, "none", round(guess.confidence, 3) if guess else 0.0)
 
 
+def text_orientation(text: TextDirection | None) -> Guess | None:
+    """What the text layer says, or None when the page has too little text for it to say.
+    A page whose text mostly runs upright as rendered is left alone, whatever its ink looks
+    like; one whose text mostly runs another way is turned only when MIN_TEXT_SHARE of its
+    characters agree (a sideways table header on an upright page does not turn it)."""
+    if text is None or text.chars < MIN_TEXT_CHARS:
+        return None
+    if text.turn == 0 or text.share >= MIN_TEXT_SHARE:
+        return Guess(text.turn, "text", text.share)
+    return Guess(0, "none", text.share)  # mixed directions: leave it as rendered
+
+
 # -- the ink measure ---------------------------------------------------------------------------
 
 
 def ink_orientation(ink: Ink) -> Guess:
-    """The ink measure's turn and its confidence (0..1)."""
-    gap = max(1, round(GAP_MM * ink.dpi / 25.4))
-    along_rows = _mean_run_after_closing(ink.mask, gap)
-    along_cols = _mean_run_after_closing(ink.mask.T, gap)
-    horizontal = along_rows >= along_cols
-    ratio = max(along_rows, along_cols) / max(min(along_rows, along_cols), 1e-9)
+    """The ink measure's turn and its confidence (0..1). `ink` at about LEAN_DPI: at 100 DPI
+    the x-height and cap-height lines of body text are a pixel or two apart."""
+    horizontal, axis_sure = text_axis(ink)
     upright = ink.mask if horizontal else np.rot90(ink.mask, -1)  # vertical lines: turn 90 cw
     # a tilt of a few degrees smears each line over its neighbours in the strips: straighten
     # first (a tilt is the same angle whichever way up the page is)
     tilt = measure_skew(Ink(upright, ink.dpi), 5.0)
-    lean, lines = ascender_lean(_straightened(upright, tilt) if tilt else upright)
+    lean, columns = baseline_lean(_straightened(upright, tilt) if tilt else upright)
     turn = (0 if lean >= 0 else 180) if horizontal else (90 if lean >= 0 else 270)
-    axis_sure = min(1.0, max(0.0, ratio - 1.0))  # lines twice as long as across: sure
-    lean_sure = min(1.0, abs(lean) / 0.3) * min(1.0, lines / 12)
+    lean_sure = min(1.0, abs(lean) / FULL_LEAN) * min(1.0, columns / FULL_COLUMNS)
     return Guess(turn, "ink", round(min(axis_sure, lean_sure), 3))
+
+
+def text_axis(ink: Ink) -> tuple[bool, float]:
+    """(whether text lines run along the rows, how sure 0..1): closing gaps of GAP_MM merges
+    letters into long runs along the lines, not across them."""
+    gap = max(1, round(GAP_MM * ink.dpi / 25.4))
+    along_rows = _mean_run_after_closing(ink.mask, gap)
+    along_cols = _mean_run_after_closing(ink.mask.T, gap)
+    ratio = max(along_rows, along_cols) / max(min(along_rows, along_cols), 1e-9)
+    return along_rows >= along_cols, min(1.0, max(0.0, ratio - 1.0))  # twice as long: sure
 
 
 def _straightened(mask: np.ndarray, angle: float) -> np.ndarray:
@@ -115,26 +152,48 @@ def _mean_run_after_closing(mask: np.ndarray, gap: int) -> float:
     return float(closed.sum()) / max(starts, 1)
 
 
-def ascender_lean(mask: np.ndarray) -> tuple[float, int]:
-    """(above - below) / (above + below) of the ink outside each text line's x-height core,
-    over every line of every vertical strip (positive: upright), and the number of lines."""
+def baseline_lean(mask: np.ndarray) -> tuple[float, int]:
+    """How much more the ink of text lines ends on one line at the bottom than at the top
+    (positive: upright), and the number of ink columns it was measured on.
+
+    Nearly every Latin letter and digit stands on the baseline; only g, j, p, q, y go below
+    it. At the top they end at two heights: the x-height (a, c, e, n...) and the cap height
+    (capitals, digits, b, d, h...). So in each text line, the lowest ink of each column falls
+    on one row more often than the highest ink does. Upside down it is the other way round.
+    Capitals and digits alone end on one row at both sides: no lean, the measure is not sure.
+    (Counting ink above and below the x-height core instead, as before, read an upright table
+    of digits, capitals and g/q/y as upside down: the core reached the cap height, so only
+    the descenders stood out.)
+    """
     height, width = mask.shape
     strip = max(32, width // 12)
-    above = below = 0.0
-    lines = 0
+    at_bottom = at_top = columns = 0
     for left in range(0, width, strip):
-        counts = mask[:, left : left + strip].sum(axis=1)
-        strip_width = min(strip, width - left)
+        part = mask[:, left : left + strip]
+        counts = part.sum(axis=1)
         for top, bottom in runs(counts >= 1):
-            band = counts[top:bottom]
             size = bottom - top
-            if size < 3 or size > height / 15 or band.sum() > 0.45 * size * strip_width:
+            if (
+                size < 4
+                or size > height / 15
+                or counts[top:bottom].sum() > 0.45 * part[top:bottom].size
+            ):
                 continue  # a rule, a picture or a fill, not a line of text
-            core = np.flatnonzero(band >= 0.4 * percentile_90(band))
-            above += float(band[: core[0]].sum())
-            below += float(band[core[-1] + 1 :].sum())
-            lines += 1
-    return (above - below) / max(above + below, 1.0), lines
+            line = part[top:bottom]
+            line = line[:, line.any(axis=0)]
+            if line.shape[1] < 6:
+                continue
+            highest = line.argmax(axis=0)
+            lowest = size - 1 - line[::-1].argmax(axis=0)
+            at_bottom += _on_modal_row(lowest, size)
+            at_top += _on_modal_row(highest, size)
+            columns += line.shape[1]
+    return (at_bottom - at_top) / max(columns, 1), columns
+
+
+def _on_modal_row(rows: np.ndarray, size: int) -> int:
+    """How many of `rows` (0..size-1) fall on the most common one."""
+    return int(np.bincount(rows, minlength=size).max())
 
 
 # -- Tesseract ---------------------------------------------------------------------------------

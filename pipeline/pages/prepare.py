@@ -63,7 +63,7 @@ def _measure_and_fix(page: PageImage, settings: PagesSettings) -> tuple[PageFact
     if blank and settings.blank:
         facts = PageFacts(blank=True, content_mm2=area)
     else:
-        guess = orient(image, ink, page.dpi, settings)
+        guess = orient(image, page.dpi, settings, page.text)
         if guess.turn:
             image = image.transpose(_TRANSPOSE[guess.turn])
             ink = page_ink(image, page.dpi)

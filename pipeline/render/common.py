@@ -58,11 +58,13 @@ def each_page(
     emit: Emit,
     produce: Callable[[int, Path], None],
     seconds: float | None = None,
+    texts: dict[int, Any] | None = None,
 ) -> None:
     """Call `produce(number, target)` for each page of the step; a failure stays that page's.
 
-    Emits "page" (size read back from the PNG written) or "page_error"; `seconds` overrides
-    the per-page time (a chunk's average).
+    Emits "page" (size read back from the PNG written; `text`: the page's entry in `texts`,
+    the direction of its text) or "page_error"; `seconds` overrides the per-page time (a
+    chunk's average).
     """
     from PIL import Image
 
@@ -79,7 +81,8 @@ def each_page(
         with Image.open(target) as im:  # our own PNG: only the header is read
             width, height = im.size
         took = seconds if seconds is not None else time.monotonic() - started
-        emit("page", page=number, width=width, height=height, seconds=round(took, 4))
+        text = (texts or {}).get(number)
+        emit("page", page=number, width=width, height=height, seconds=round(took, 4), text=text)
 
 
 def open_pdf(open_: Callable[[str | None], T], password: str | None) -> tuple[T, bool]:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
 _FPDF_ERR_PASSWORD = 4
+Text = dict[str, Any] | None  # a page's text direction, as `textdirection` gives it
 
 
 def describe(path: str, password: str | None, max_pages: int) -> dict[str, Any]:
@@ -113,20 +114,21 @@ def render(req: dict[str, Any], step: dict[str, Any], emit: Emit) -> None:
             emit_page_error(emit, number, error)
         return
     threads = min(req["threads"], len(step["pages"]))
-    in_flight: deque[tuple[int, float, Future[tuple[int, int]]]] = deque()
+    in_flight: deque[tuple[int, float, Text, Future[tuple[int, int]]]] = deque()
     try:
         with ThreadPoolExecutor(threads) as pool:
             for number, target in step["pages"]:
                 started = time.monotonic()
                 try:
-                    image = _render(doc, number, step["dpi"])
+                    image, text = _render(doc, number, step["dpi"])
                 except PageError as exc:
                     emit_page_error(emit, number, exc)
                     continue
                 except MemoryError:
                     emit_page_error(emit, number, PageError(TOO_LARGE, oom(req), retry=True))
                     continue
-                in_flight.append((number, started, pool.submit(_encode, image, Path(target))))
+                encoded = pool.submit(_encode, image, Path(target))
+                in_flight.append((number, started, text, encoded))
                 del image  # the pool holds it until written
                 while len(in_flight) > threads:
                     _finish(req, emit, *in_flight.popleft())
@@ -136,10 +138,13 @@ def render(req: dict[str, Any], step: dict[str, Any], emit: Emit) -> None:
         doc.close()
 
 
-def _render(doc: Any, number: int, dpi: int) -> Any:
-    """Page `number` (1-based) as an RGB Pillow image of exactly `pixels_at` its size."""
+def _render(doc: Any, number: int, dpi: int) -> tuple[Any, Text]:
+    """Page `number` (1-based) as an RGB Pillow image of exactly `pixels_at` its size, and
+    the direction of its text as rendered (`textdirection`)."""
     import pypdfium2 as pdfium
     import pypdfium2.raw as pdfium_c
+
+    from pipeline.render.textdirection import text_direction
 
     try:
         page = doc[number - 1]
@@ -159,7 +164,7 @@ def _render(doc: Any, number: int, dpi: int) -> Any:
         pdfium_c.FPDF_RenderPageBitmap(bitmap, page, 0, 0, width, height, 0, flags)
         if page.formenv:
             pdfium_c.FPDF_FFLDraw(page.formenv, bitmap, page, 0, 0, width, height, 0, flags)
-        return bitmap.to_pil()  # a copy: the bitmap can go
+        return bitmap.to_pil(), text_direction(page)  # a copy: the bitmap can go
     finally:
         page.close()
 
@@ -170,7 +175,12 @@ def _encode(image: Any, target: Path) -> tuple[int, int]:
 
 
 def _finish(
-    req: dict[str, Any], emit: Emit, number: int, started: float, encoded: Future[tuple[int, int]]
+    req: dict[str, Any],
+    emit: Emit,
+    number: int,
+    started: float,
+    text: Text,
+    encoded: Future[tuple[int, int]],
 ) -> None:
     try:
         width, height = encoded.result()
@@ -178,4 +188,4 @@ def _finish(
         emit_page_error(emit, number, PageError(TOO_LARGE, oom(req), retry=True))
         return
     seconds = round(time.monotonic() - started, 4)
-    emit("page", page=number, width=width, height=height, seconds=seconds)
+    emit("page", page=number, width=width, height=height, seconds=seconds, text=text)

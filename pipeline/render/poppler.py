@@ -95,6 +95,8 @@ def render(req: dict[str, Any], step: dict[str, Any], emit: Emit) -> None:
     from pdf2image import convert_from_path
     from pdf2image.exceptions import PDFPageCountError
 
+    from pipeline.render.textdirection import text_directions
+
     numbers = [number for number, _ in step["pages"]]
     threads = min(req["threads"], len(numbers))
     # The pid in temp names lets the parent remove them if it has to kill this process.
@@ -135,7 +137,8 @@ def render(req: dict[str, Any], step: dict[str, Any], emit: Emit) -> None:
                 raise PageError(CORRUPT, why, retry=True)
             encoded[number].result()  # re-raises what encoding raised, MemoryError included
 
-        each_page(req, step, emit, collect, seconds)
+        texts = text_directions(req["path"], req["password"], list(encoded))
+        each_page(req, step, emit, collect, seconds, texts)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -41,7 +41,7 @@ from pipeline.render.client import WorkerCrashed, Workers, WorkerTimedOut
 from pipeline.render.common import CACHE, DocumentError, cache_writes
 from pipeline.render.source import VerifiedSource
 from pipeline.settings import RasterSettings
-from pipeline.types import ErrorCategory, ErrorItem, PageImage
+from pipeline.types import ErrorCategory, ErrorItem, PageImage, TextDirection
 
 log = logging.getLogger(__name__)
 
@@ -330,8 +330,15 @@ class _DocumentRender:
                 retry=True,
             )
             return
+        text = event.get("text")
         image = PageImage(
-            number, self._path(number, step.dpi), *size, step.dpi, event["seconds"], page["rotate"]
+            number,
+            self._path(number, step.dpi),
+            *size,
+            step.dpi,
+            event["seconds"],
+            page["rotate"],
+            text=TextDirection(**text) if text else None,
         )
         self.pages.append(image)
         if self.on_page is not None:

@@ -1,0 +1,139 @@
+"""Which way is up, on the pages that fooled the old ink measure and from the PDF text layer:
+an upright page is never turned by mistake; a page whose text runs sideways is turned."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pypdfium2 as pdfium
+import pytest
+from conftest import REPO
+from fpdf import FPDF
+from PIL import Image
+
+from pipeline.ingest import ingest_file
+from pipeline.pages import prepare_page
+from pipeline.pages.ink import page_ink
+from pipeline.pages.orientation import LEAN_DPI, ink_orientation, text_orientation
+from pipeline.render.raster import rasterize
+from pipeline.settings import PagesSettings, RasterSettings
+from pipeline.types import PageImage, TextDirection
+
+sys.path.insert(0, str(REPO / "bench"))
+from _layouts import LAYOUTS
+
+AUTO = PagesSettings(orientation="auto")
+UNSURE = 0.3  # well under ink_min_confidence: what "not sure" must mean for a wrong answer
+LINES = ["Invoice INV-2024-0042 from ACME Supplies GmbH", "Total due: 1,234.50 EUR by 2024-11-30"]
+
+
+def render(path: Path, dpi: int = 200) -> Image.Image:
+    pdf = pdfium.PdfDocument(str(path))
+    try:
+        return pdf[0].render(scale=dpi / 72, grayscale=True).to_pil().convert("L")
+    finally:
+        pdf.close()
+
+
+@pytest.fixture(scope="module", params=list(LAYOUTS))
+def layout(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Image.Image:
+    path = tmp_path_factory.mktemp(request.param) / f"{request.param}.pdf"
+    LAYOUTS[request.param](path)
+    return render(path)
+
+
+@pytest.mark.parametrize("turn", [0, 180])
+def test_the_ink_measure_is_right_or_unsure_on_born_digital_layouts(
+    layout: Image.Image, turn: int
+) -> None:
+    # The overhead bench's table page (digits, capitals and g/q/y) read as upside down before:
+    # the x-height core reached the cap height, so only the descenders counted.
+    page = layout if turn == 0 else layout.rotate(180)
+    guess = ink_orientation(page_ink(page, 200, LEAN_DPI))
+    assert guess.turn == turn or guess.confidence < UNSURE, guess
+
+
+def test_the_overhead_table_page_is_left_upright_and_read_as_upright(tmp_path: Path) -> None:
+    LAYOUTS["overhead-table"](tmp_path / "table.pdf")
+    image = render(tmp_path / "table.pdf")
+    guess = ink_orientation(page_ink(image, 200, LEAN_DPI))
+    assert (guess.turn, guess.confidence >= AUTO.ink_min_confidence) == (0, True)
+    path = tmp_path / "p0001-200dpi.png"
+    image.save(path)
+    done = prepare_page(PageImage(1, path, image.width, image.height, 200), AUTO)
+    assert done.facts is not None and done.facts.turned == 0
+
+
+# -- the text layer ----------------------------------------------------------------------------
+
+
+def text_pdf(path: Path, drawn: list[int], rotate: list[int]) -> Path:
+    """One page per entry: the text drawn turned `drawn` degrees counter-clockwise, the page's
+    /Rotate set to `rotate` (clockwise)."""
+    pdf = FPDF(format="A4")
+    pdf.set_font("Helvetica", size=11)
+    for angle in drawn:
+        pdf.add_page()
+        with pdf.rotation(angle, 105, 148):
+            for row, line in enumerate(LINES * 3):
+                pdf.text(40, 120 + 8 * row, line)
+    pdf.output(str(path))
+    doc = pdfium.PdfDocument(path.read_bytes())
+    for index, degrees in enumerate(rotate):
+        doc[index].set_rotation(degrees)
+    doc.save(str(path))
+    doc.close()
+    return path
+
+
+# (text drawn ccw, /Rotate cw) -> the clockwise turn that makes the rendered page upright
+CASES = [
+    ((0, 0), 0),  # upright
+    ((90, 0), 90),  # text running up the page
+    ((0, 180), 180),  # an upright page given /Rotate 180
+    ((90, 90), 0),  # sideways text that /Rotate already stands upright: not turned twice
+    ((0, 270), 90),  # /Rotate 270 lays upright text on its side
+]
+
+
+@pytest.mark.parametrize("renderer", ["poppler", "pdfium"])
+def test_the_text_layer_says_which_way_the_rendered_page_reads(
+    tmp_path: Path, renderer: str
+) -> None:
+    pdf = text_pdf(tmp_path / "turned.pdf", [c[0][0] for c in CASES], [c[0][1] for c in CASES])
+    settings = RasterSettings(renderer=renderer, dpi=100)  # type: ignore[arg-type]
+    pages = rasterize(ingest_file(pdf, settings), settings, tmp_path / "cache").pages
+    assert [p.text.turn if p.text else None for p in pages] == [want for _, want in CASES]
+    assert all(p.text is not None and p.text.share == 1.0 for p in pages)
+    for page, (_, want) in zip(pages, CASES, strict=True):
+        done = prepare_page(page, AUTO)
+        assert done.facts is not None
+        assert (done.facts.turned, done.facts.by) == (want, "text")
+        assert done.rotation == (page.rotation + want) % 360
+        sideways = want in (90, 270)
+        size = (page.height, page.width) if sideways else (page.width, page.height)
+        with Image.open(done.path) as upright:
+            assert upright.size == size == (done.width, done.height)
+
+
+def test_a_page_with_a_text_layer_is_not_turned_on_its_ink(tmp_path: Path) -> None:
+    # an upright text layer over a page whose ink looks upside down: the text layer wins
+    LAYOUTS["mono-table"](tmp_path / "table.pdf")
+    image = render(tmp_path / "table.pdf").rotate(180)
+    path = tmp_path / "p0001-200dpi.png"
+    image.save(path)
+    page = PageImage(1, path, image.width, image.height, 200, text=TextDirection(0, 500, 1.0))
+    done = prepare_page(page, AUTO)
+    assert done.facts is not None and (done.facts.turned, done.facts.by) == (0, "text")
+
+
+def test_mixed_or_scant_text_is_not_a_reason_to_turn() -> None:
+    assert text_orientation(None) is None
+    assert text_orientation(TextDirection(90, 12, 1.0)) is None  # a stamp: ask the ink
+    mixed = text_orientation(TextDirection(90, 400, 0.6))
+    assert mixed is not None and (mixed.turn, mixed.by) == (0, "none")
+    upright = text_orientation(TextDirection(0, 400, 0.55))
+    assert upright is not None and (upright.turn, upright.by) == (0, "text")
+    sideways = text_orientation(TextDirection(270, 400, 0.95))
+    assert sideways is not None and (sideways.turn, sideways.by) == (270, "text")
