@@ -120,10 +120,19 @@ def test_boundaries_follow_markers_numbers_and_separators() -> None:
     # every page in exactly one part or the separators
     covered = [p for a, b in split.parts for p in range(a, b + 1)] + list(split.separators)
     assert sorted(covered) == list(range(1, 8))
-    # the unsure boundary is a review reason of the document it touches, only that one
-    assert doubts(split, (3, 4), 0.8) == ()
-    (reason,) = doubts(split, (6, 7), 0.8)
-    assert reason.startswith("page split unsure: page 7 belongs to this document?")
+    # an unreadable page is unsure (the model is asked) but no review reason on its own
+    assert doubts(split, (6, 7), 0.8) == ()
+    # a heading under the same letterhead is unsure: a reason for the documents it touches
+    same = [
+        PageSignals(1, number="a1", letterhead=frozenset({"acme"})),
+        PageSignals(2, titled=True, title="invoice", letterhead=frozenset({"acme"})),
+    ]
+    (unsure,) = decide_boundaries(same)
+    assert unsure.starts and unsure.confidence == 0.75
+    two = split_at(2, set(), [unsure])
+    (reason,) = doubts(two, (1, 1), 0.8)
+    assert reason.startswith("page split unsure: page 2 starts the next document? (confidence 0.75")
+    assert doubts(two, (2, 2), 0.8)[0].startswith("page split unsure: page 2 starts this document?")
 
 
 def test_a_blank_back_inside_a_document_stays_in_it() -> None:

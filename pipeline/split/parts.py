@@ -82,11 +82,13 @@ def _last_filled(filled: list[int], at_most: int) -> int:
 
 def doubts(split: Split, part: Part, min_confidence: float) -> tuple[str, ...]:
     """Review reasons for the document of pages `part`: each unsure boundary at its first
-    page, inside it, or right after its last page."""
+    page, inside it, or right after its last page. A page nothing could be read on is no doubt
+    of its own (nothing suggests a document starts there: it stays where it is, as before
+    bundles were split)."""
     first, last = part
     reasons = []
     for b in split.unsure(min_confidence):
-        if not first <= b.page <= last + 1:
+        if not first <= b.page <= last + 1 or b.by == "unreadable":
             continue
         if b.starts:
             where = "starts this document" if b.page == first else "starts the next document"
