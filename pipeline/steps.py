@@ -314,7 +314,7 @@ def split_bundle(
         known = store_bundles.file_split(session, registered.document_id)
     stored = Split.from_json(known.split) if known.split is not None else None
     if stored is None:
-        if settings.split.mode == "never" or known.extracted_whole:
+        if settings.split.mode == "never" or known.extracted_whole or known.page_count == 1:
             return [registered]
         stored = _detect_split(registered, settings, model)
         if stored is None:

@@ -21,6 +21,7 @@ class FileSplit:
 
     split: dict[str, Any] | None
     extracted_whole: bool
+    page_count: int | None  # as last rendered (None: never rendered)
 
 
 def part_key(parent_sha256: str, first: int, last: int) -> str:
@@ -34,7 +35,7 @@ def file_split(session: Session, document_id: int) -> FileSplit:
     extracted = session.scalar(
         select(func.count()).select_from(Extraction).where(Extraction.document_id == document_id)
     )
-    return FileSplit(document.split, bool(extracted))
+    return FileSplit(document.split, bool(extracted), document.page_count)
 
 
 def save_split(session: Session, document_id: int, split: dict[str, Any]) -> dict[str, Any]:
