@@ -1,13 +1,14 @@
 """How well bundles are split: boundary precision and recall from the pages' words alone.
 
-    .venv/bin/python bench/split.py [--bundles 40] [--seed 7] [--model tiny-random]
+    .venv/bin/python bench/split.py [--bundles 40] [--seed 7] [--model tiny-random] [--real]
 
 Bundles are built here, born-digital (text layer): 2-15 documents each, drawn from the sample
 documents that have a text layer (two invoices, the two-page invoice, the French invoice, the
 price list, the two-page shipment log, the supplier form) and from invoices generated here
 (random seller, number, 1-4 pages of line items; half of them print no 'Page k of n' marker, a
 quarter no heading), concatenated with pdfium; half of the bundles have a blank separator sheet
-between documents. Each bundle is rendered and its words read exactly as a run does
+between documents. `--real`: bundles of 2-8 real documents instead (the invoices-real corpus:
+five ZUGFeRD invoices, ten receipt photos as image pages, so OCR). Each bundle is rendered and its words read exactly as a run does
 (`steps.render_all`, `WordsReader`), then `find_split` decides where documents begin.
 
 A boundary is a page that starts a document (the first page of the file is not counted).
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import random
 import sys
 import tempfile
@@ -120,13 +122,30 @@ def generated_invoice(rng: random.Random, pages: int, marker: bool, heading: boo
     return pdf_invoice(invoice, style)
 
 
-def build_bundle(rng: random.Random, samples: list[bytes], separators: bool) -> Bundle:
+def real_documents(shared: Path) -> list[bytes]:
+    """The invoices-real corpus as PDFs: its born-digital ZUGFeRD invoices as they are, its
+    receipt photos as image pages (read by OCR)."""
+    from PIL import Image
+
+    folder = shared / "corpus" / "invoices-real"
+    documents = [p.read_bytes() for p in sorted(folder.glob("*.pdf"))]
+    for photo in sorted(folder.glob("*.jpg")):
+        buffer = io.BytesIO()
+        with Image.open(photo) as image:
+            image.convert("RGB").save(buffer, "PDF", resolution=200)
+        documents.append(buffer.getvalue())
+    return documents
+
+
+def build_bundle(
+    rng: random.Random, samples: list[bytes], separators: bool, real: bool = False
+) -> Bundle:
     out = pdfium.PdfDocument.new()
     starts: set[int] = set()
     blank: set[int] = set()
-    count = rng.randint(2, 15)
+    count = rng.randint(2, 8 if real else 15)
     for index in range(count):
-        if rng.random() < 0.4:
+        if real or rng.random() < 0.4:
             source = rng.choice(samples)
         else:
             pages = rng.choice((1, 1, 2, 2, 3, 4))
@@ -147,9 +166,19 @@ def main() -> int:
     parser.add_argument("--bundles", type=int, default=40)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--model", default=None, help="also ask this model about unsure pages")
+    parser.add_argument(
+        "--real",
+        action="store_true",
+        help="bundles of 2-8 documents from ../shared/corpus/invoices-real (or DOCEXTRACT_SHARED"
+        "/corpus/...): real ZUGFeRD invoices and receipt photos (OCR) instead of the samples",
+    )
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    samples = [(REPO / "sample_docs" / name).read_bytes() for name in SAMPLES]
+    if args.real:
+        shared = Path(os.environ.get("DOCEXTRACT_SHARED") or REPO.parent / "shared")
+        samples = real_documents(shared)
+    else:
+        samples = [(REPO / "sample_docs" / name).read_bytes() for name in SAMPLES]
     found_true = found = true = pages = 0
     separator_misses = unsure = 0
     seconds = 0.0
@@ -164,7 +193,7 @@ def main() -> int:
             model = get_model(settings)
             ask = lambda b, page: ask_model(b, page, model, settings)  # noqa: E731
         for number in range(args.bundles):
-            bundle = build_bundle(rng, samples, separators=number % 2 == 1)
+            bundle = build_bundle(rng, samples, separators=number % 2 == 1, real=args.real)
             path = Path(home) / f"bundle-{number:03d}.pdf"
             path.write_bytes(bundle.pdf)
             started = time.perf_counter()
@@ -194,6 +223,7 @@ def main() -> int:
         f"precision={precision:.1%} recall={recall:.1%} separators_missed={separator_misses} "
         f"unsure={unsure} ms_per_page={1000 * seconds / max(pages, 1):.0f}"
         + (f" model={args.model}" if args.model else " model=none (words only)")
+        + (" corpus=invoices-real" if args.real else " corpus=samples+generated")
     )
     return 0
 
