@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from pipeline.store.claims import insert_ignoring_conflicts
 from pipeline.store.models import Document, DocumentPath, Extraction, utcnow
 
 
@@ -55,24 +56,28 @@ def register_part(session: Session, parent_id: int, first: int, last: int) -> Do
     parent = session.get(Document, parent_id)
     assert parent is not None
     key = part_key(parent.sha256, first, last)
-    child = session.scalars(select(Document).where(Document.sha256 == key)).one_or_none()
-    if child is None:
-        child = Document(
-            sha256=key,
-            media_type=parent.media_type,
-            size_bytes=parent.size_bytes,
-            page_count=last - first + 1,
-            parent_id=parent.id,
-            first_page=first,
-            last_page=last,
-        )
-        session.add(child)
-        session.flush()
-    known = {p.path for p in child.paths}
     now = utcnow()
+    values = {
+        "sha256": key,
+        "media_type": parent.media_type,
+        "size_bytes": parent.size_bytes,
+        "page_count": last - first + 1,
+        "parent_id": parent.id,
+        "first_page": first,
+        "last_page": last,
+        "first_seen_at": now,
+        "last_seen_at": now,
+    }
+    insert_ignoring_conflicts(session, Document, values, ["sha256"])  # two runs at once: one row
+    child = session.scalars(select(Document).where(Document.sha256 == key)).one()
     for path in parent.paths:
-        if path.path not in known:
-            session.add(DocumentPath(document_id=child.id, path=path.path, name=path.name))
+        row = {"document_id": child.id, "path": path.path, "name": path.name}
+        insert_ignoring_conflicts(
+            session,
+            DocumentPath,
+            {**row, "first_seen_at": now, "last_seen_at": now},
+            ["document_id", "path"],
+        )
     child.last_seen_at = now
     return child
 
