@@ -473,3 +473,40 @@ def test_the_review_desk_shows_a_documents_pages_of_the_file_and_corrects_the_sp
         assert parent.split is not None and parent.split["by"] == "person"
         assert "set by ann (review desk)" in parent.split["boundaries"][0]["why"]
         assert session.get(Extraction, extraction_id) is None  # its pages changed: redone
+
+
+def test_two_workers_on_one_bundle_make_each_document_once(
+    bundle_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The nightly run and a manual run on the same bundle at once (two workers: here two
+    threads with a worker name each): one split, three child documents, each extracted by one
+    worker."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.store import repository
+
+    monkeypatch.setattr(repository, "worker_name", lambda: f"w{threading.get_ident()}")
+
+    def slow(request: object, number: int) -> str:
+        time.sleep(0.2)  # both workers are in flight at once
+        return json.dumps(RECORD)
+
+    path = bundle(tmp_path / "post-room-scan.pdf")
+    factory = session_factory(open_database(bundle_settings.db_url.get_secret_value()))
+
+    def work() -> list[object]:
+        model = ScriptedModel(slow, "scripted-bundles")
+        registered = register(factory, path, bundle_settings)
+        return list(process(factory, registered, bundle_settings, model=model))
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = [o for f in [pool.submit(work), pool.submit(work)] for o in f.result()]
+    worked = sorted(o.path for o in outcomes if o.did_work)  # type: ignore[attr-defined]
+    assert worked == sorted({o.path for o in outcomes}), outcomes  # type: ignore[attr-defined]
+    with factory() as session:
+        children = session.scalars(select(Document).where(Document.parent_id.is_not(None))).all()
+        assert sorted((c.first_page, c.last_page) for c in children) == [(1, 1), (3, 4), (5, 5)]
+        extractions = session.scalars(select(Extraction)).all()
+        assert len(extractions) == 3 and all(e.attempts == 1 for e in extractions)
