@@ -358,6 +358,10 @@ def test_a_person_corrects_the_split_and_only_changed_documents_are_redone(
     ]
     assert sorted({r.page for r in model.requests[calls:]}) == [3, 4, 5]
 
+    status = cli.invoke(app, ["status", "--json", *db])
+    latest = sorted(r["document"] for r in json.loads(status.output)["latest"])
+    assert latest == [f"{path.name} [pages {p}]" for p in ("1", "3", "4-5")]
+
     shown = cli.invoke(app, ["show", path.name, *db])
     assert shown.exit_code == 0, shown.output
     document = json.loads(shown.output)

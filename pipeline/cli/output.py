@@ -226,8 +226,11 @@ def _runs_table(runs: Sequence[RunMetrics]) -> Table:
 
 def _extraction_row(e: Extraction) -> dict[str, Any]:
     names = [p.name for p in sorted(e.document.paths, key=lambda p: (p.last_seen_at, p.id))]
+    name = names[-1] if names else ""
+    if e.document.parent_id is not None:  # a bundle's document: the file and its pages there
+        name = f"{name} [pages {pages_label(e.document)}]"
     return {
-        "document": names[-1] if names else "",
+        "document": name,
         "sha256": e.document.sha256,
         "schema": e.schema_name,
         "model_id": e.model_id,
