@@ -453,6 +453,8 @@ def test_the_review_desk_shows_a_documents_pages_of_the_file_and_corrects_the_sp
         extraction_id = child.extractions[0].id
     client = TestClient(create_app(bundle_settings, factory))
 
+    queue = client.get("/?status=succeeded")
+    assert "post-room-scan.pdf [pages 3-4]" in queue.text  # each document named by its pages
     page = client.get(f"/doc/{extraction_id}")
     assert page.status_code == 200
     assert "pages 3-4 of 5 of post-room-scan.pdf, split as 1,3-4,5 (by auto)" in page.text

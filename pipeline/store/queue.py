@@ -129,13 +129,21 @@ def _text_type() -> Any:
 
 
 def _names(session: Session, document_ids: list[int]) -> dict[int, str]:
-    """The most recently seen file name of each document."""
+    """The most recently seen file name of each document (a bundle's document: with its pages,
+    `scan.pdf [pages 3-4]`)."""
     statement = (
         select(DocumentPath.document_id, DocumentPath.name)
         .where(DocumentPath.document_id.in_(document_ids))
         .order_by(DocumentPath.last_seen_at, DocumentPath.id)
     )
-    return {document_id: name for document_id, name in session.execute(statement)}
+    names = {document_id: name for document_id, name in session.execute(statement)}
+    parts = select(Document.id, Document.first_page, Document.last_page).where(
+        Document.id.in_(document_ids), Document.parent_id.is_not(None)
+    )
+    for document_id, first, last in session.execute(parts):
+        pages = f"{first}" if first == last else f"{first}-{last}"
+        names[document_id] = f"{names.get(document_id, '')} [pages {pages}]"
+    return names
 
 
 def queue_page(session: Session, f: QueueFilter, *, facets: bool = True) -> QueuePage:
