@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.backends import VisionModel
 from pipeline.duplicates import DuplicateEvidence, invoice_key
-from pipeline.errors import InputError
+from pipeline.errors import InfrastructureError, InputError
 from pipeline.extraction import Extracted, ExtractionResult
 from pipeline.ingest import IngestedFile
 from pipeline.pages import preparing
@@ -345,10 +345,12 @@ def split_bundle(
 
 def _detect_split(registered: Registered, settings: Settings, model: VisionModel) -> Split | None:
     """The split the file's pages say (None: one page, or it does not render: the document's
-    own run reports why)."""
+    own run reports why, or stops on the same fault with its claims given back, and the next
+    run judges the file again)."""
     try:
         raster = render_all(registered.file, settings)
-    except InputError:
+    except (InputError, InfrastructureError) as exc:
+        log.info("no split for %s: %s", registered.path, exc)
         return None
     if raster.page_count < 2:
         return None

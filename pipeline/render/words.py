@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import ConfigError, InputError
+from pipeline.errors import ConfigError, InfrastructureError, InputError
 from pipeline.evidence.ocr import tesseract_available
 from pipeline.evidence.words import PageWords
 from pipeline.ingest import PDF, IngestedFile
@@ -143,7 +143,7 @@ class WordsReader:
                         self._add(cached[0], cached=True, note=cached[1])
                     else:
                         self._read(page, workers, source)
-        except (InputError, ConfigError) as exc:
+        except (InputError, ConfigError, InfrastructureError) as exc:
             # Rendering ended with an error (the runner reports it, from the page stream) or
             # no worker could start: the pages read so far keep their words.
             log.debug("words of %s stopped: %s", self._file.path.name, exc)

@@ -18,6 +18,7 @@ inside a document (a duplex back) stays in it.
 | the document's own number again | continues | 0.90 |
 | a heading naming a document, under another letterhead | starts | 0.85 |
 | a heading naming a document, same letterhead | starts | 0.75 |
+| a new letterhead after a page that ends with a total | starts | 0.85 |
 | a blank separator sheet before it | starts | 0.80 |
 | none of the above on the page | continues | 0.80 |
 | the page could not be read | continues | 0.55 |
@@ -161,6 +162,10 @@ def _votes(
             votes.append(Vote(True, 0.85, "title", why))
         else:
             votes.append(Vote(True, 0.75, "title", f"heading '{page.title}'"))
+    new_sender = _similarity(page.letterhead, first.letterhead) < LETTERHEAD_SAME
+    if previous.closes and new_sender and page.letterhead:
+        why = "the page before ends with a total, and a new letterhead"
+        votes.append(Vote(True, 0.85, "letterhead", why))
     if separated:
         votes.append(Vote(True, 0.80, "separator", "a blank sheet before it"))
     if not votes:

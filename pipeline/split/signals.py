@@ -10,7 +10,10 @@ Read from the page's words (text layer or OCR, `PageWords`), never from a model:
   text around it (`INVOICE`, `Expense claim`); `titled` when it names a kind of document;
 - `continues` / `continued`: `(continued)` in the header band (this page continues the one
   before) / `Continued on next page` in the footer band (the next page continues this one);
-- `letterhead`: the words of the top band, to tell a new sender from the same one.
+- `closes`: a total, an amount due or a closing greeting in the lower 60% of the page (not a
+  subtotal or an amount carried forward): a document may end on this page;
+- `letterhead`: the words of the top band (else of the first lines), to tell a new sender from
+  the same one.
 """
 
 from __future__ import annotations
@@ -50,6 +53,16 @@ TITLE_WORDS = re.compile(
     rf"\b(?:{_DOCUMENT}|form|claim|application|registration|price list|report|contract|"
     r"letter|notice|reminder|mahnung|rappel)s?\b"
 )
+CLOSING_AMOUNT = re.compile(  # with an amount on the same line
+    r"\b(?:grand total|total amount|amount due|balance due|total due|total|gesamtbetrag|"
+    r"rechnungsbetrag|endbetrag|zahlbetrag|(?:end|gesamt|rechnungs)?summe|zu zahlen|net a payer|"
+    r"total ttc|change|cash received)\b"
+)
+CLOSING_WORDS = re.compile(r"\b(?:thank you|vielen dank|merci)\b")
+NOT_CLOSING = re.compile(
+    r"sub ?total|carried forward|brought forward|ubertrag|zwischensumme|report total"
+)
+LETTERHEAD_ROWS = 4  # where no words sit in the top band (a photo's margin): the first lines
 CONTINUED_HERE = re.compile(r"\((?:continued|cont'?d\.?|suite|fortsetzung|forts\.)\)|\bcontinued\b")
 CONTINUED_NEXT = re.compile(
     r"continued on (?:the )?next page|continued overleaf|suite (?:page suivante|au verso)|"
@@ -72,6 +85,7 @@ class PageSignals:
     titled: bool = False
     continues: bool = False
     continued: bool = False
+    closes: bool = False
     letterhead: frozenset[str] = frozenset()
 
 
@@ -111,8 +125,12 @@ def read_signals(words: PageWords, blank: bool = False) -> PageSignals:
         titled=title is not None and TITLE_WORDS.search(title) is not None,
         continues=any(CONTINUED_HERE.search(r.text) for r in top),
         continued=any(CONTINUED_NEXT.search(r.text) for r in rows[-6:] + foot),
+        closes=any(_closing(r.text) for r in rows if r.top >= height * 0.4),
         letterhead=frozenset(
-            w for r in top for w in re.findall(r"[a-z0-9]{3,}", r.text) if not w.isdigit()
+            w
+            for r in (top or rows[:LETTERHEAD_ROWS])
+            for w in re.findall(r"[a-z0-9]{3,}", r.text)
+            if not w.isdigit()
         ),
     )
 
@@ -158,6 +176,15 @@ def _marker(rows: list[Row], bands: list[Row]) -> tuple[int, int | None] | None:
         elif match := MARKER_NO_TOTAL.search(row.text):
             return int(match[1]), None
     return None
+
+
+def _closing(text: str) -> bool:
+    """A line a document ends with: a total with its amount (not a subtotal or an amount
+    carried forward), or a closing greeting."""
+    if NOT_CLOSING.search(text):
+        return False
+    amount = CLOSING_AMOUNT.search(text) is not None and any(c.isdigit() for c in text)
+    return amount or CLOSING_WORDS.search(text) is not None
 
 
 def _number(rows: list[Row]) -> str | None:
