@@ -174,3 +174,21 @@ def test_tesseract_tsv_parsing() -> None:
     assert [w.line for w in words] == [0, 0, 1] and not truncated
     capped, truncated = parse_tsv("\n".join([header, *rows]), limits=Limits(max_words=1))
     assert len(capped) == 1 and truncated
+
+
+@pytest.mark.parametrize(("turn", "skew"), [(90, 0.0), (180, -1.5), (270, 3.0), (0, 2.0)])
+def test_turned_boxes_follow_the_page_as_the_pages_stage_turns_it(turn: int, skew: float) -> None:
+    box = (50, 60, 150, 90)
+    image = Image.new("L", (400, 300), 255)
+    image.paste(0, box)
+    words = PageWords(1, 400, 300, 100, "text_layer", (Word("ACME", box),))
+    turned = words.turned(turn, skew)
+    # as pipeline.pages.prepare turns the PNG: transpose, then rotate by the skew
+    transpose = {90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180}
+    transpose[270] = Image.Transpose.ROTATE_90
+    page = image.transpose(transpose[turn]) if turn else image
+    page = page.rotate(skew, Image.Resampling.BICUBIC, fillcolor=255)
+    assert (turned.width, turned.height) == page.size
+    ink = Image.eval(page, lambda v: 255 if v < 128 else 0).getbbox()
+    assert ink is not None
+    assert all(abs(a - b) <= 2 for a, b in zip(turned.words[0].box, ink, strict=True))

@@ -31,7 +31,7 @@ from _scans import scan, white_sheet
 CORPUS = Path(os.environ.get("DOCEXTRACT_SHARED", SHARED)) / "corpus" / "robustness"
 FAX = CORPUS / "pillow-total-pages-zero.tif"
 needs_corpus = pytest.mark.skipif(not FAX.exists(), reason=f"no robustness corpus at {CORPUS}")
-PAGES = PagesSettings(orientation="auto")  # the default is off; these tests are about it
+PAGES = PagesSettings(orientation="auto")  # the default, named: these tests are about it
 
 
 def rendered(name: str, dpi: int = 200) -> Image.Image:

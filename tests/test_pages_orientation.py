@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pypdfium2 as pdfium
 import pytest
 from conftest import REPO
@@ -17,7 +18,9 @@ from pipeline.pages import prepare_page
 from pipeline.pages.ink import page_ink
 from pipeline.pages.orientation import LEAN_DPI, ink_orientation, text_orientation
 from pipeline.render.raster import rasterize
-from pipeline.settings import PagesSettings, RasterSettings
+from pipeline.render.words import WordsReader
+from pipeline.settings import GroundingSettings, PagesSettings, RasterSettings, Settings
+from pipeline.steps import render_all
 from pipeline.types import PageImage, TextDirection
 
 sys.path.insert(0, str(REPO / "bench"))
@@ -137,3 +140,32 @@ def test_mixed_or_scant_text_is_not_a_reason_to_turn() -> None:
     assert upright is not None and (upright.turn, upright.by) == (0, "text")
     sideways = text_orientation(TextDirection(270, 400, 0.95))
     assert sideways is not None and (sideways.turn, sideways.by) == (270, "text")
+
+
+def test_the_words_of_a_turned_page_land_on_its_turned_png(
+    tmp_path: Path, settings: Settings
+) -> None:
+    # text running up a /Rotate 0 page, and an upright page given /Rotate 180: the stage turns
+    # both PNGs; the text layer is read in the rendered frame and must be carried onto them
+    pdf = text_pdf(tmp_path / "turned.pdf", [90, 0], [0, 180])
+    settings = settings.model_copy(
+        update={
+            "pages": AUTO,
+            "raster": RasterSettings(dpi=100),
+            "grounding": GroundingSettings(ocr="never"),  # no OCR to fall back on
+        }
+    )
+    file = ingest_file(pdf, settings.raster)
+    pages = render_all(file, settings).pages
+    assert [p.facts.turned if p.facts else None for p in pages] == [90, 180]
+    words = WordsReader(file, pages, settings).result(pages)
+    for page, found in zip(pages, words.pages, strict=True):
+        assert (found.source, found.unavailable) == ("text_layer", None)
+        assert (found.width, found.height) == (page.width, page.height)
+        with Image.open(page.path) as image:
+            ink = np.asarray(image.convert("L")) < 128
+        boxes = [w.box for w in found.words]
+        inked = [b for b in boxes if ink[b[1] : b[3], b[0] : b[2]].mean() > 0.05]
+        assert len(inked) == len(boxes) > 20
+        wide = sum(b[2] - b[0] > b[3] - b[1] for b in boxes)
+        assert wide > 0.9 * len(boxes)  # words run left to right on the upright page

@@ -14,6 +14,7 @@ from typing import Any
 
 import pypdfium2 as pdfium
 import pytest
+from conftest import SHARED
 from fpdf import FPDF
 from fpdf.enums import EncryptionMethod
 from PIL import Image, ImageChops, ImageOps, ImageStat
@@ -26,7 +27,7 @@ from pipeline.render.raster import page_cache_path, rasterize
 from pipeline.settings import RasterSettings
 from pipeline.types import ErrorCategory, PageImage
 
-CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "robustness"
+CORPUS = SHARED / "corpus" / "robustness"  # DOCEXTRACT_TEST_SHARED in a git worktree
 LETTER = (612, 792)
 A5_LANDSCAPE = (595.28, 419.53)
 RENDERERS = ["poppler", "pdfium"]

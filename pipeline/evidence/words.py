@@ -2,13 +2,14 @@
 
 Boxes are `(left, top, right, bottom)` ints in pixels of the page as poppler's `pdftoppm`
 renders it at `dpi` (crop box, after /Rotate); pages are 1-based. `textlayer` reads them from a
-PDF's text layer, `ocr` from an image.
+PDF's text layer, `ocr` from an image; `PageWords.turned` carries text-layer boxes onto the page
+as the pages stage turned and straightened it.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from pipeline.types import Box
@@ -90,6 +91,56 @@ class PageWords:
             truncated=bool(data.get("truncated", False)),
             seconds=float(data.get("seconds", 0.0)),
         )
+
+    def turned(self, turn: int, skew: float = 0.0) -> PageWords:
+        """These words on the page as the pages stage leaves it (`pipeline.pages.prepare`):
+        turned `turn` degrees clockwise (0, 90, 180, 270), then straightened by `skew` degrees
+        counter-clockwise about its centre, same size. A box is the box around its turned
+        corners, kept inside the page."""
+        if not turn and not skew:
+            return self
+        width, height = (
+            (self.height, self.width) if turn in (90, 270) else (self.width, self.height)
+        )
+        words = tuple(
+            replace(
+                w, box=_skewed(_turned(w.box, turn, self.width, self.height), skew, width, height)
+            )
+            for w in self.words
+        )
+        return replace(self, width=width, height=height, words=words)
+
+
+def _turned(box: Box, turn: int, width: int, height: int) -> Box:
+    """`box` of a `width` x `height` page turned `turn` degrees clockwise with the page."""
+    x0, y0, x1, y1 = box
+    if turn == 90:
+        return height - y1, x0, height - y0, x1
+    if turn == 180:
+        return width - x1, height - y1, width - x0, height - y0
+    if turn == 270:
+        return y0, width - x1, y1, width - x0
+    return box
+
+
+def _skewed(box: Box, degrees: float, width: int, height: int) -> Box:
+    """`box` turned `degrees` counter-clockwise about the page's centre (as Pillow's
+    `Image.rotate` turns the page, y pointing down), as the box around its corners."""
+    if not degrees:
+        return box
+    cos, sin = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    cx, cy = width / 2, height / 2
+    xs, ys = [], []
+    for x, y in ((box[0], box[1]), (box[2], box[1]), (box[0], box[3]), (box[2], box[3])):
+        dx, dy = x - cx, y - cy
+        xs.append(cx + dx * cos + dy * sin)
+        ys.append(cy - dx * sin + dy * cos)
+    return (
+        max(0, math.floor(min(xs))),
+        max(0, math.floor(min(ys))),
+        min(width, math.ceil(max(xs))),
+        min(height, math.ceil(max(ys))),
+    )
 
 
 def pixels_at(points: float, dpi: int) -> int:

@@ -19,7 +19,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pipeline.render.common import Emit
 
@@ -35,16 +35,19 @@ _READ_ERRORS = (OSError, ValueError, RuntimeError, MemoryError, KeyError, IndexE
 
 def read_words(req: dict[str, Any], emit: Emit) -> None:
     """Read, write and announce the words of each page in `req["pages"]`: `[number, png path,
-    dpi, target json path]`. Keys: `kind` ("pdf" or "image"), `path`, `passwords` (tried in
-    order; null = none), `ocr`, `lang`, `limits` (`Limits` fields), `policy` (stored as is)."""
+    dpi, target json path, turn, skew]`, `turn` and `skew` what the pages stage did to the PNG
+    (`PageFacts.turned`, `.skew`: the text layer's boxes are carried onto it). Keys: `kind`
+    ("pdf" or "image"), `path`, `passwords` (tried in order; null = none), `ocr`, `lang`,
+    `limits` (`Limits` fields), `policy` (stored as is, with the page's turn and skew)."""
     from pipeline.evidence.words import Limits
 
     if os.nice(0) < NICENESS:  # this worker reads words only: the model's threads come first
         os.nice(NICENESS - os.nice(0))
     limits = Limits(**req["limits"])
-    for number, png, dpi, target in req["pages"]:
-        words, note = page_words(req, int(number), Path(png), int(dpi), limits)
-        data = {**words.to_json(), "policy": req["policy"], "note": note}
+    for number, png, dpi, target, turn, skew in req["pages"]:
+        frame = Frame(int(turn), float(skew))
+        words, note = page_words(req, int(number), Path(png), int(dpi), limits, frame)
+        data = {**words.to_json(), "policy": req["policy"], "frame": list(frame), "note": note}
         _write(Path(target), data)
         emit(
             "words",
@@ -57,11 +60,22 @@ def read_words(req: dict[str, Any], emit: Emit) -> None:
         )
 
 
+class Frame(NamedTuple):
+    """What the pages stage did to a rendered page's PNG: turned it `turn` degrees clockwise,
+    then straightened it by `skew` degrees (counter-clockwise)."""
+
+    turn: int = 0
+    skew: float = 0.0
+
+
+AS_RENDERED = Frame()
+
+
 def page_words(
-    req: dict[str, Any], number: int, png: Path, dpi: int, limits: Any
+    req: dict[str, Any], number: int, png: Path, dpi: int, limits: Any, frame: Frame = AS_RENDERED
 ) -> tuple[Any, str | None]:
-    """(PageWords, note): the text layer when it is usable, else OCR (as `req["ocr"]` allows).
-    The note says why a text layer was not used."""
+    """(PageWords, note): the text layer when it is usable, else OCR (as `req["ocr"]` allows),
+    boxes in the pixels of the PNG at `png`. The note says why a text layer was not used."""
     from PIL import Image
 
     from pipeline.evidence.words import PageWords
@@ -71,7 +85,7 @@ def page_words(
         gray = opened.convert("L")
     note: str | None = None
     if req["kind"] == "pdf" and req["ocr"] != "always":
-        layer, note = _text_layer(req, number, dpi, limits, gray)
+        layer, note = _text_layer(req, number, dpi, limits, gray, frame)
         if layer is not None:
             return layer, None
     if req["ocr"] == "never":
@@ -90,9 +104,10 @@ def page_words(
 
 
 def _text_layer(
-    req: dict[str, Any], number: int, dpi: int, limits: Any, gray: Any
+    req: dict[str, Any], number: int, dpi: int, limits: Any, gray: Any, frame: Frame
 ) -> tuple[Any | None, str | None]:
-    """The page's text-layer words if usable, else (None, why not)."""
+    """The page's text-layer words if usable, else (None, why not). The text layer is read in
+    the page's frame as rendered; its boxes are then turned as the pages stage turned the PNG."""
     import pypdfium2 as pdfium
 
     from pipeline.evidence.textlayer import text_layer_usable, text_layer_words
@@ -109,6 +124,7 @@ def _text_layer(
             break
     if words is None:
         return None, f"the text layer cannot be read ({last_error})"
+    words = words.turned(frame.turn, frame.skew)
     if words.words and invisible_share(req["path"], number, password) >= INVISIBLE_SHARE:
         return None, "text layer not used: it is invisible (an OCR layer added to a scan)"
     if (words.width, words.height) != gray.size and _off_by_more_than_one(words, gray):

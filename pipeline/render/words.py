@@ -30,6 +30,7 @@ from pipeline.ingest import PDF, IngestedFile
 from pipeline.render.client import WorkerCrashed, Workers, WorkerTimedOut
 from pipeline.render.passwords import load_passwords
 from pipeline.render.raster import document_cache_dir
+from pipeline.render.reading import AS_RENDERED, Frame
 from pipeline.render.source import VerifiedSource
 from pipeline.settings import GroundingSettings, Settings
 from pipeline.types import PageImage
@@ -184,7 +185,7 @@ class WordsReader:
             "path": source.path() if file.media_type == PDF else str(page.path),
             "passwords": [None, *passwords],
             "memory_mb": settings.raster.render_memory_mb,
-            "pages": [[page.number, str(page.path), page.dpi, str(target)]],
+            "pages": [[page.number, str(page.path), page.dpi, str(target), *frame(page)]],
             "ocr": grounding.ocr,
             "lang": grounding.lang,
             "policy": policy(grounding),
@@ -198,12 +199,21 @@ class WordsReader:
         }
 
 
+def frame(page: PageImage) -> Frame:
+    """(turn, skew): what the pages stage did to the page's PNG after rendering; the text
+    layer, read in the rendered frame, is carried onto it (`render.reading`)."""
+    facts = page.facts
+    return Frame(facts.turned, facts.skew) if facts is not None else AS_RENDERED
+
+
 def _cached(page: PageImage, settings: GroundingSettings) -> tuple[PageWords, str | None] | None:
     path = words_cache_path(page)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("policy") != policy(settings):
             return None
+        if tuple(data.get("frame", AS_RENDERED)) != frame(page):
+            return None  # read on the page before the pages stage turned it
         words = PageWords.from_json(data)
     except FileNotFoundError:
         return None
