@@ -8,8 +8,9 @@ price list, the two-page shipment log, the supplier form) and from invoices gene
 (random seller, number, 1-4 pages of line items; half of them print no 'Page k of n' marker, a
 quarter no heading), concatenated with pdfium; half of the bundles have a blank separator sheet
 between documents. `--real`: bundles of 2-8 real documents instead (the invoices-real corpus:
-five ZUGFeRD invoices, ten receipt photos as image pages, so OCR). Each bundle is rendered and its words read exactly as a run does
-(`steps.render_all`, `WordsReader`), then `find_split` decides where documents begin.
+five ZUGFeRD invoices, ten receipt photos as image pages, so OCR). Each bundle is rendered and
+its words read exactly as a run does (`steps.render_all`, `WordsReader`), then `find_split`
+decides where documents begin.
 
 A boundary is a page that starts a document (the first page of the file is not counted).
 Precision: the share of the boundaries found that are true; recall: the share of the true ones
