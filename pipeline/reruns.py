@@ -28,6 +28,7 @@ from pipeline.prompts import PROMPT_VERSION
 from pipeline.render.raster import cache_complete
 from pipeline.runner import Registered, register
 from pipeline.settings import Settings
+from pipeline.store.bundles import document_name
 from pipeline.store.models import Document, Extraction
 from pipeline.store.queries import Selection, last_seen_paths, parse_when, select_extractions
 from schemas import get_schema, is_custom_reference, known_schemas
@@ -162,12 +163,11 @@ def plan_rerun(session: Session, selection: Selection, settings: Settings) -> Re
 
 
 def _unit(row: Extraction) -> RerunUnit:
-    paths = last_seen_paths(row.document)
     return RerunUnit(
         row.id,
         row.document_id,
         row.document.sha256,
-        Path(paths[0]).name if paths else "",
+        document_name(row.document),
         row.schema_name,
         row.schema_version,
         row.model_id,

@@ -22,7 +22,7 @@ from pipeline.backends.scripted import ScriptedModel
 from pipeline.cli import app
 from pipeline.evidence.words import PageWords, Word
 from pipeline.export.write import export_rows
-from pipeline.reruns import locate
+from pipeline.reruns import locate, plan_rerun
 from pipeline.runner import process, register
 from pipeline.settings import Settings
 from pipeline.split import PageSignals, parse_parts, read_signals, split_at
@@ -269,6 +269,12 @@ def test_a_bundle_becomes_child_documents_each_extracted_on_its_own(
         assert session.scalar(select(Document.id).order_by(Document.id.desc()).limit(1)) == (
             children[-1].id
         )
+
+    # a rerun's listing names each document by its file and pages
+    with factory() as session:
+        plan = plan_rerun(session, Selection(), bundle_settings)
+        listed = [u.name for u in plan.units] + [u.name for u, _ in plan.skipped]
+    assert sorted(listed) == [f"{path.name} [pages {p}]" for p in ("1", "3-4", "5")]
 
     # a rerun of one child reads that child's pages only
     calls = len(model.requests)

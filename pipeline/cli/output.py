@@ -21,7 +21,7 @@ from pipeline.evidence import leaves
 from pipeline.pathtext import to_text
 from pipeline.review.report import status_hint
 from pipeline.runner import Outcome
-from pipeline.store.bundles import pages_label
+from pipeline.store.bundles import document_name, pages_label
 from pipeline.store.models import Document, Extraction
 from pipeline.store.queries import RunMetrics, to_utc_assumed
 
@@ -225,12 +225,8 @@ def _runs_table(runs: Sequence[RunMetrics]) -> Table:
 
 
 def _extraction_row(e: Extraction) -> dict[str, Any]:
-    names = [p.name for p in sorted(e.document.paths, key=lambda p: (p.last_seen_at, p.id))]
-    name = names[-1] if names else ""
-    if e.document.parent_id is not None:  # a bundle's document: the file and its pages there
-        name = f"{name} [pages {pages_label(e.document)}]"
     return {
-        "document": name,
+        "document": document_name(e.document),
         "sha256": e.document.sha256,
         "schema": e.schema_name,
         "model_id": e.model_id,

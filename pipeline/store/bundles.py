@@ -114,6 +114,14 @@ def replace_split(
     return removed
 
 
+def document_name(document: Document) -> str:
+    """The name a person knows a document by: its file's most recently seen name, and for a
+    bundle's document its pages there (`scan.pdf [pages 3-4]`)."""
+    ordered = sorted(document.paths, key=lambda p: (p.last_seen_at, p.id))
+    name = ordered[-1].name if ordered else ""
+    return f"{name} [pages {pages_label(document)}]" if document.parent_id is not None else name
+
+
 def pages_label(child: Document) -> str:
     """A child document's pages as `docextract split --pages` writes them: `3`, `4-7`."""
     first, last = child.first_page, child.last_page
