@@ -2,7 +2,8 @@
 
 Exit codes: 0 the run worked (documents that failed are data, listed in the summary);
 2 a configuration error; 3 the database is unreachable or out of date; 1 anything else.
-Prefect is imported only by the commands that run flows.
+Prefect is imported only by the commands that run flows, and the store and the pipeline only
+inside the commands (start-up time).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.cli.common import (
     DbOption,
@@ -30,25 +30,8 @@ from pipeline.cli.common import (
     exits_cleanly,
     schema_or_default,
 )
-from pipeline.cli.output import (
-    document_json,
-    print_evidence,
-    print_outcomes,
-    print_status,
-    progress_bar,
-)
 from pipeline.cli.server import connect_prefect
 from pipeline.errors import ConfigError, StoreError
-from pipeline.store import repository as repo
-from pipeline.store.db import (
-    EmptyDatabase,
-    make_engine,
-    open_database,
-    safe_url,
-    session_factory,
-    upgrade,
-)
-from pipeline.store.queries import recent_run_metrics
 
 
 @app.command()
@@ -99,6 +82,8 @@ def run(
     as_json: JsonOption = False,
 ) -> None:
     """Extract every document under PATHS through the Prefect flow, then print a summary."""
+    from pipeline.cli.output import print_outcomes, progress_bar
+    from pipeline.store.db import open_database
 
     overrides = cli_overrides(
         schema=schema_or_default(schema),
@@ -136,6 +121,10 @@ def status(
     as_json: JsonOption = False,
 ) -> None:
     """Counts per status, pages per hour and tokens per page of recent runs, latest results."""
+    from pipeline.cli.output import print_status
+    from pipeline.store import repository as repo
+    from pipeline.store.db import EmptyDatabase, open_database, session_factory
+    from pipeline.store.queries import recent_run_metrics
 
     settings = build_settings(db)
     try:
@@ -167,6 +156,9 @@ def show(
     ] = False,
 ) -> None:
     """Print a document's stored records as JSON, with their evidence, provenance and history."""
+    from pipeline.cli.output import document_json, print_evidence
+    from pipeline.store import repository as repo
+    from pipeline.store.db import open_database, session_factory
 
     settings = build_settings(db)
     factory = session_factory(open_database(settings.db_url.get_secret_value(), create=False))
@@ -196,6 +188,9 @@ def show(
 @exits_cleanly
 def db_upgrade(db: DbOption = None) -> None:
     """Create the schema in an empty database or upgrade it to this version."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from pipeline.store.db import make_engine, safe_url, upgrade
 
     settings = build_settings(db)
     url = settings.db_url.get_secret_value()
