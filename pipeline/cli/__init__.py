@@ -12,6 +12,7 @@
 import gc
 
 from pipeline.cli import (  # noqa: F401 (register)
+    common,
     duplicates,
     ops,
     quality,
@@ -31,6 +32,7 @@ def main() -> None:  # pragma: no cover - console entry point (and `python -m pi
     # The objects importing the CLI made live until exit, and a finished command's need no
     # collecting on the way out: frozen, the collector skips them (0.4-0.6 s of a no-op run).
     gc.freeze()
+    common.ONE_COMMAND = True
     try:
         app(prog_name="docextract")
     finally:

@@ -19,6 +19,7 @@ from pipeline.cli.common import (
     build_settings,
     check_names,
     cli_overrides,
+    collector_paused,
     console,
     err_console,
     exits_cleanly,
@@ -117,8 +118,9 @@ def _run_rerun_flow(
 ) -> dict[str, Any]:
     os.environ["DOCEXTRACT_DB_URL"] = url  # the flow reads it from the environment, not params
 
-    connect_prefect(settings)
-    from flows.rerun import run_rerun
+    with collector_paused():
+        connect_prefect(settings)
+        from flows.rerun import run_rerun
     from pipeline.cli.output import progress_bar
 
     with progress_bar(console, enabled=not as_json):

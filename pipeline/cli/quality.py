@@ -20,6 +20,7 @@ from pipeline.cli.common import (
     app,
     build_settings,
     cli_overrides,
+    collector_paused,
     console,
     err_console,
     exits_cleanly,
@@ -187,8 +188,9 @@ def _run_and_collect(
         if names:
             plan.setdefault(names, []).append(truth)
 
-    connect_prefect(settings)
-    from flows.extract import run_extraction
+    with collector_paused():
+        connect_prefect(settings)
+        from flows.extract import run_extraction
 
     outcomes = []
     for names, group in plan.items():  # one bar per flow run: each counts its own documents

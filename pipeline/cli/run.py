@@ -24,6 +24,7 @@ from pipeline.cli.common import (
     build_settings,
     check_names,
     cli_overrides,
+    collector_paused,
     console,
     db_app,
     err_console,
@@ -101,8 +102,9 @@ def run(
     open_database(url)  # a broken database stops the run here, before any work
     os.environ["DOCEXTRACT_DB_URL"] = url  # the flow reads it from the environment, not params
 
-    connect_prefect(settings)
-    from flows.extract import run_extraction
+    with collector_paused():
+        connect_prefect(settings)
+        from flows.extract import run_extraction
 
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
