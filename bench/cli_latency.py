@@ -5,7 +5,9 @@ and again as a user would (a new process each time; every document already done,
 work): with the background server (`DOCEXTRACT_PREFECT__SERVER=background`, its own temporary
 home; the first command starts it) and with Prefect's temporary server
 (`DOCEXTRACT_PREFECT__SERVER=ephemeral`). For each command: seconds from launch until its flow
-started (the flow's `runs` row, written first thing in the flow) and until the command ended.
+started (the flow's `runs` row, written first thing in the flow) and until the command ended,
+and the CPU seconds it used (user + system): on a machine shared with other jobs the wall-clock
+figures follow the load, the CPU seconds much less, so both are printed, with the load average.
 
     python bench/cli_latency.py [--repeats 3] [--model tiny-random]
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -34,6 +37,12 @@ from pipeline.store.db import open_database, session_factory  # noqa: E402
 from pipeline.store.models import Run  # noqa: E402
 
 
+def child_cpu_s() -> float:
+    """User + system CPU seconds of this process's finished children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def docextract(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [sys.executable, "-m", "pipeline", *args],
@@ -48,30 +57,38 @@ def docextract(args: list[str], env: dict[str, str]) -> subprocess.CompletedProc
     return result
 
 
-def timed_run(db_url: str, model_args: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(seconds to flow start, seconds to the end) of one `docextract run sample_docs`."""
+def timed_run(
+    db_url: str, model_args: list[str], env: dict[str, str]
+) -> tuple[float, float, float]:
+    """(seconds to flow start, seconds to the end, CPU seconds) of one `docextract run
+    sample_docs`."""
     factory = session_factory(open_database(db_url, create=False))
     with factory() as session:
         before = session.scalar(select(func.max(Run.id))) or 0
     launched = datetime.now(UTC)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), child_cpu_s()
     docextract(["run", "sample_docs", "--db", db_url, "--json", *model_args], env)
-    total = time.perf_counter() - started
+    total, cpu = time.perf_counter() - started, child_cpu_s() - cpu
     with factory() as session:
         run = session.scalars(select(Run).where(Run.id > before)).one()
     flow_start = run.started_at.replace(tzinfo=run.started_at.tzinfo or UTC)
-    return (flow_start - launched).total_seconds(), total
+    return (flow_start - launched).total_seconds(), total, cpu
 
 
 def series(
     label: str, db_url: str, model_args: list[str], env: dict[str, str], repeats: int
-) -> tuple[float, float]:
-    first = timed_run(db_url, model_args, env)
-    print(f"{label}: first command: flow started after {first[0]:.1f} s, done in {first[1]:.1f} s")
-    later = [timed_run(db_url, model_args, env) for _ in range(repeats)]
-    for start, total in later:
-        print(f"{label}: next command: flow started after {start:.1f} s, done in {total:.1f} s")
-    return statistics.median(s for s, _ in later), statistics.median(t for _, t in later)
+) -> tuple[float, float, float]:
+    """Medians (flow start, end, CPU seconds) of the `repeats` commands after the first."""
+    runs = []
+    for n in range(repeats + 1):
+        start, total, cpu = timed_run(db_url, model_args, env)
+        print(
+            f"{label}: {'next' if n else 'first'} command: flow started after {start:.1f} s, "
+            f"done in {total:.1f} s, {cpu:.1f} CPU s (load {os.getloadavg()[0]:.1f})"
+        )
+        runs.append((start, total, cpu))
+    start, total, cpu = (statistics.median(column) for column in zip(*runs[1:], strict=True))
+    return start, total, cpu
 
 
 def main() -> None:
@@ -108,7 +125,8 @@ def main() -> None:
     print(
         f"second command in a row, median of {options.repeats}: flow starts after {bg[0]:.1f} s "
         f"with the background server ({tmp_server[0]:.1f} s with a temporary one); no-op run "
-        f"over sample_docs/ {bg[1]:.1f} s ({tmp_server[1]:.1f} s)"
+        f"over sample_docs/ {bg[1]:.1f} s ({tmp_server[1]:.1f} s), of which {bg[2]:.1f} CPU s "
+        f"({tmp_server[2]:.1f})"
     )
 
 

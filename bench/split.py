@@ -43,7 +43,7 @@ from _render import NumberFormat, date_dots, date_long_en, iban  # noqa: E402
 from pipeline.ingest import ingest_file  # noqa: E402
 from pipeline.render.words import WordsReader  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
-from pipeline.split import find_split  # noqa: E402
+from pipeline.split.detect import find_split  # noqa: E402
 from pipeline.steps import render_all  # noqa: E402
 from schemas.invoice import Party  # noqa: E402
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from prefect import flow, task
+from prefect.context import _deployment_id
 from prefect.runtime import deployment, flow_run
 from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -51,6 +52,15 @@ def build_settings(overrides: dict[str, Any] | None) -> Settings:
                 f"UI); set {variable} in the worker's environment."
             )
     return Settings(**overrides)
+
+
+def deployment_name() -> str | None:
+    """The deployment this flow run (or the run it is nested in) came from; None for a run
+    started in-process. The engine sets the context's deployment id for every deployment run;
+    without one, `runtime.deployment.get_name()` would ask the server to learn there is none."""
+    if _deployment_id.get() is None:
+        return None
+    return deployment.get_name()
 
 
 def is_infrastructure_fault(state: Any) -> bool:
@@ -132,7 +142,7 @@ def extract_flow(
                 "files": len(files),
             },
             flow_run_id=str(flow_run.get_id() or ""),
-            deployment=deployment.get_name(),
+            deployment=deployment_name(),
         ).id
     model_stats = _model_stats(settings)
     started = time.perf_counter()

@@ -36,6 +36,9 @@ HOST = "127.0.0.1"
 PORTS_TRIED = 20
 # A first start creates and migrates the database: 20-25 s on an idle 2-core machine.
 START_TIMEOUT_S = 180.0
+# How often a starting server is asked whether it is up: a refused connection costs microseconds,
+# and every poll missed is time the first command waits after the server is ready.
+POLL_S = 0.05
 # Server-side defaults; the user's environment wins.
 SERVER_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -158,7 +161,7 @@ def _wait_until_up(home: Path, server: LocalServer, timeout_s: float) -> None:
                 f"the local Prefect server exited at start; see {str(home / LOG_FILE)!r}:\n"
                 f"{_log_tail(home)}"
             )
-        time.sleep(0.25)
+        time.sleep(POLL_S)
     _terminate(server.pid)
     (home / STATE_FILE).unlink(missing_ok=True)
     raise ConfigError(
@@ -227,7 +230,7 @@ def _terminate(pid: int, timeout_s: float = 15.0) -> None:
             _reap(pid)
             if not _alive(pid):
                 return
-            time.sleep(0.1)
+            time.sleep(POLL_S)
 
 
 def _reap(pid: int) -> None:

@@ -12,11 +12,11 @@ from collections import Counter
 from typing import Any, cast
 
 from prefect import flow, task
-from prefect.runtime import deployment, flow_run
+from prefect.runtime import flow_run
 from prefect.states import Completed, State
 from sqlalchemy.orm import Session, sessionmaker
 
-from flows.extract import INFRASTRUCTURE_RETRIES, build_settings, runner_for
+from flows.extract import INFRASTRUCTURE_RETRIES, build_settings, deployment_name, runner_for
 from flows.report import outcome_message, outcome_report, plan_message, plan_report, publish
 from pipeline import progress
 from pipeline.errors import ConfigError, StoreError
@@ -144,7 +144,7 @@ def _start(
             "rerun",
             parameters,
             flow_run_id=str(flow_run.get_id() or "") or None,
-            deployment=deployment.get_name(),
+            deployment=deployment_name(),
         ).id
 
 

@@ -30,8 +30,9 @@ from pipeline.render.words import WordsReader
 from pipeline.routing import AUTO
 from pipeline.routing.plan import unit_identity
 from pipeline.settings import Settings
-from pipeline.split import Part, Split, describe, doubts, find_split
+from pipeline.split import Part, Split, describe, doubts
 from pipeline.split.ask import ask_model
+from pipeline.split.detect import find_split
 from pipeline.store import bundles as store_bundles
 from pipeline.store import duplicates as store_duplicates
 from pipeline.store import repository as repo

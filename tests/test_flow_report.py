@@ -142,7 +142,9 @@ def test_a_run_logs_its_summary_and_a_dry_run_publishes_its_plan(
     statuses = sorted(r["status"] for r in json.loads(result.stdout))
     assert statuses[0] == "failed"
     with session_factory(open_database(db_url, create=False))() as session:
-        flow_run_id = session.scalars(select(Run.flow_run_id)).one()
+        run = session.scalars(select(Run)).one()
+        flow_run_id = run.flow_run_id
+        assert run.deployment is None  # started from the CLI: no deployment (and no API call)
 
     monkeypatch.setenv("PREFECT_API_URL", prefect_api_url)
     for _ in range(40):  # the run's logs reach the server in batches

@@ -10,9 +10,10 @@
 - `output`: tables and JSON for the terminal
 """
 
-import sys
+import gc
 
 from pipeline.cli import (  # noqa: F401 (register)
+    common,
     duplicates,
     ops,
     quality,
@@ -28,5 +29,13 @@ from pipeline.cli.common import app
 __all__ = ["app", "main"]
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    sys.exit(app())
+def main() -> None:  # pragma: no cover - console entry point (and `python -m pipeline`)
+    """Run the `docextract` command named by the command line; exits with its code."""
+    # The objects importing the CLI made live until exit, and a finished command's need no
+    # collecting on the way out: frozen, the collector skips them (0.4-0.6 s of a no-op run).
+    gc.freeze()
+    common.ONE_COMMAND = True
+    try:
+        app(prog_name="docextract")
+    finally:
+        gc.freeze()

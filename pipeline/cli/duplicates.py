@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import getpass
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
-from sqlalchemy.orm import Session
 
 from pipeline.cli.common import (
     DbOption,
@@ -19,10 +18,9 @@ from pipeline.cli.common import (
     err_console,
     exits_cleanly,
 )
-from pipeline.store import repository as repo
-from pipeline.store.db import open_database, session_factory
-from pipeline.store.duplicates import list_pairs, mark_distinct
-from pipeline.store.queries import parse_when
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 @app.command()
@@ -44,6 +42,9 @@ def duplicates(
 ) -> None:
     """List the possible duplicate invoices (the later document, the one it may repeat, why),
     or mark a pair distinct with --distinct A B."""
+    from pipeline.store.db import open_database, session_factory
+    from pipeline.store.duplicates import list_pairs, mark_distinct
+    from pipeline.store.queries import parse_when
 
     settings = build_settings(db)
     factory = session_factory(open_database(settings.db_url.get_secret_value(), create=False))
@@ -75,6 +76,8 @@ def duplicates(
 
 
 def _one_document(session: Session, reference: str) -> int:
+    from pipeline.store import repository as repo
+
     found = repo.find_documents(session, reference)
     if len(found) != 1:
         what = "no document" if not found else f"{len(found)} documents"

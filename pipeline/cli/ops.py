@@ -1,4 +1,5 @@
-"""Operations commands: rerun, export, serve. Prefect is imported only where a flow runs."""
+"""Operations commands: rerun, export, serve. Prefect is imported only where a flow runs, and
+the rest of the pipeline only inside the command that uses it (start-up time)."""
 
 from __future__ import annotations
 
@@ -18,20 +19,15 @@ from pipeline.cli.common import (
     build_settings,
     check_names,
     cli_overrides,
+    collector_paused,
     console,
     err_console,
     exits_cleanly,
     schema_or_default,
 )
-from pipeline.cli.output import add_columns, fit_reason, local_time, print_outcomes, progress_bar
 from pipeline.cli.server import connect_prefect
 from pipeline.errors import ConfigError
-from pipeline.export import export
-from pipeline.reruns import plan_rerun, rerun_overrides, selection_from
-from pipeline.runner import Outcome
 from pipeline.settings import MODEL_ALIASES, Settings
-from pipeline.store.db import open_database, session_factory
-from pipeline.store.repository import forget_extractions
 
 StatusOption = Annotated[
     list[str] | None,
@@ -89,6 +85,8 @@ def rerun(
     flow. A successful rerun replaces the current result; the history keeps the old one. A
     reviewed record (approved, corrected, rejected) stands unless --force: the attempt is kept
     in the history, beside it in the review desk."""
+    from pipeline.reruns import plan_rerun, rerun_overrides, selection_from
+    from pipeline.store.db import open_database, session_factory
 
     overrides = cli_overrides(backend=backend, workers=workers)
     settings = build_settings(db, **rerun_overrides(overrides, model))
@@ -120,14 +118,17 @@ def _run_rerun_flow(
 ) -> dict[str, Any]:
     os.environ["DOCEXTRACT_DB_URL"] = url  # the flow reads it from the environment, not params
 
-    connect_prefect(settings)
-    from flows.rerun import run_rerun
+    with collector_paused():
+        connect_prefect(settings)
+        from flows.rerun import run_rerun
+    from pipeline.cli.output import progress_bar
 
     with progress_bar(console, enabled=not as_json):
         return run_rerun(parameters, settings)
 
 
 def _print_plan(plan: dict[str, Any], as_json: bool) -> None:
+    from pipeline.cli.output import add_columns, fit_reason, local_time
 
     if as_json:
         print(json.dumps(plan, indent=2, default=str))
@@ -160,6 +161,9 @@ def _print_rerun(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(result, indent=2, default=str))
         return
+    from pipeline.cli.output import print_outcomes
+    from pipeline.runner import Outcome
+
     print_outcomes(console, [Outcome(**row) for row in result["outcomes"]], title="rerun")
     _print_skipped(result["plan"]["skipped"])
 
@@ -185,6 +189,9 @@ def export_command(
     """Write current records, one row each with provenance columns (default: --status
     succeeded), for an ERP import. `--format truth` writes reviewed records (default: --status
     approved --status corrected) as ground truth that `docextract eval DIR` reads."""
+    from pipeline.export import export
+    from pipeline.reruns import selection_from
+    from pipeline.store.db import open_database, session_factory
 
     settings = build_settings(db)
     default = ["approved", "corrected"] if fmt == "truth" else ["succeeded"]
@@ -210,6 +217,9 @@ def forget(
 ) -> None:
     """Remove the extractions a mistaken run left (a mistyped --model), with their history.
     Documents stay; running claims are never touched."""
+    from pipeline.reruns import selection_from
+    from pipeline.store.db import open_database, session_factory
+    from pipeline.store.repository import forget_extractions
 
     settings = build_settings(db)
     selection = selection_from(status, None, None, None, None, schema, model)  # checks names
@@ -246,6 +256,8 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the nightly deployment (cron) and the on-demand rerun deployment until stopped."""
+    from pipeline.store.db import open_database
+
     if not inbox.is_dir():
         raise ConfigError(f"--inbox {str(inbox)!r} is not a folder")
     overrides = cli_overrides(

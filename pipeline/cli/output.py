@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.errors import MarkupError
@@ -17,13 +17,12 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline import progress
-from pipeline.evidence import leaves
 from pipeline.pathtext import to_text
-from pipeline.review.report import status_hint
-from pipeline.runner import Outcome
-from pipeline.store.bundles import document_name, pages_label
-from pipeline.store.models import Document, Extraction
 from pipeline.store.queries import RunMetrics, to_utc_assumed
+
+if TYPE_CHECKING:
+    from pipeline.runner import Outcome
+    from pipeline.store.models import Document, Extraction
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 STATUS_STYLE = {
@@ -201,6 +200,8 @@ def print_status(
             local_time(row["updated_at"]),
         )
     console.print(fit_reason(table, console))
+    from pipeline.review.report import status_hint
+
     console.print(status_hint(counts, runs[0].run_id if runs else None))
 
 
@@ -225,6 +226,8 @@ def _runs_table(runs: Sequence[RunMetrics]) -> Table:
 
 
 def _extraction_row(e: Extraction) -> dict[str, Any]:
+    from pipeline.store.bundles import document_name
+
     return {
         "document": document_name(e.document),
         "sha256": e.document.sha256,
@@ -266,6 +269,8 @@ def document_json(document: Document, raw: bool = False) -> dict[str, Any]:
 
 def _bundle_json(document: Document) -> dict[str, Any]:
     """A bundle's split and child documents; a child's file and page range."""
+    from pipeline.store.bundles import pages_label
+
     if document.parent is not None:
         parent = document.parent
         return {
@@ -338,6 +343,8 @@ def _extraction_json(e: Extraction, raw: bool) -> dict[str, Any]:
 def print_evidence(console: Console, document: Document) -> None:
     """Per current extraction, one row per field: value, confidence, page, box, match, reasons
     (the `field_confidence` evidence of `vouch`)."""
+    from pipeline.evidence import leaves
+
     for e in document.extractions:
         evidence = e.field_confidence or {}
         values = dict(leaves(e.record)) if e.record else {}

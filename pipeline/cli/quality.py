@@ -8,15 +8,11 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from pipeline.asking import ask as ask_document
-from pipeline.asking import check_question
-from pipeline.backends import create_model, get_model
-from pipeline.calibration import add_calibration
 from pipeline.cli.common import (
     DbOption,
     JsonOption,
@@ -24,27 +20,21 @@ from pipeline.cli.common import (
     app,
     build_settings,
     cli_overrides,
+    collector_paused,
     console,
     err_console,
     exits_cleanly,
     names_option,
 )
-from pipeline.cli.output import progress_bar
 from pipeline.cli.review import eval_reviewed
 from pipeline.cli.server import connect_prefect
 from pipeline.errors import ConfigError, InputError, ModelError
-from pipeline.evaluation import Case, GroundTruth, SchemaReport, evaluate, load_ground_truth
-from pipeline.ingest import ingest_file
-from pipeline.pages import prepare_raster
-from pipeline.prompts import PROMPT_VERSION
-from pipeline.render.raster import rasterize
-from pipeline.routing import AUTO
 from pipeline.settings import Settings
-from pipeline.store import repository as repo
-from pipeline.store.db import dispose_engines, open_database, session_factory
-from pipeline.store.queries import document_by_sha256
 from schemas import BUILT_INS, get_schema, known_schemas
 from schemas.base import ExtractionSchema
+
+if TYPE_CHECKING:
+    from pipeline.evaluation import Case, GroundTruth, SchemaReport
 
 SchemaOption = Annotated[
     str | None,
@@ -60,6 +50,7 @@ BackendOption = Annotated[str | None, typer.Option(help="Backend name (default: 
 @exits_cleanly
 def schemas_command(schema: SchemaOption = None, as_json: JsonOption = False) -> None:
     """List the available schemas with their versions (and custom ones given with --schema)."""
+    from pipeline.routing import AUTO
 
     for name in names_option(schema):
         get_schema(name)  # loads (and registers) a custom schema, or says what is wrong with it
@@ -120,6 +111,9 @@ def eval_command(
     afresh; with --db, extractions already stored for this model are reused. With --reviewed,
     nothing runs: the reviewed records in --db are the truth.
     """
+    from pipeline.calibration import add_calibration
+    from pipeline.evaluation import evaluate, load_ground_truth
+
     if reviewed:
         eval_reviewed(db, names_option(schema), as_json, _print_report)
         return
@@ -136,7 +130,11 @@ def eval_command(
     selected = names_option(schema) or list(dict.fromkeys(n for t in truths for n in t.records))
     if "auto" in selected:
         raise ConfigError("eval scores named schemas; give them with --schema instead of auto.")
-    overrides = cli_overrides(model=model, backend=backend, perturb=perturb)
+    # ground truth is one record per file: each file is one document here, never a bundle
+    overrides = {
+        **cli_overrides(model=model, backend=backend, perturb=perturb),
+        "split": {"mode": "never"},
+    }
     with _database(db) as url:
         settings = build_settings(url, schemas=selected, **overrides)
         cases = _run_and_collect(truths, selected, overrides, settings, as_json)
@@ -155,6 +153,8 @@ def eval_command(
 @contextmanager
 def _database(db: str | None) -> Iterator[str]:
     """The database URL to run in, set in the environment for the flow (never a parameter)."""
+    from pipeline.store.db import dispose_engines
+
     previous = os.environ.get("DOCEXTRACT_DB_URL")
     with tempfile.TemporaryDirectory(prefix="docextract-eval-") as folder:
         url = db or f"sqlite:///{Path(folder) / 'eval.db'}"
@@ -178,6 +178,10 @@ def _run_and_collect(
 ) -> list[Case]:
     """Extract each document with the selected schemas it has truth for (one flow run per set
     of schemas), then read each stored record back."""
+    from pipeline.backends import create_model
+    from pipeline.cli.output import progress_bar
+    from pipeline.evaluation import Case
+    from pipeline.store.db import open_database, session_factory
 
     create_model(settings)  # an unknown model or backend fails here, before any work
     url = settings.db_url.get_secret_value()
@@ -188,8 +192,9 @@ def _run_and_collect(
         if names:
             plan.setdefault(names, []).append(truth)
 
-    connect_prefect(settings)
-    from flows.extract import run_extraction
+    with collector_paused():
+        connect_prefect(settings)
+        from flows.extract import run_extraction
 
     outcomes = []
     for names, group in plan.items():  # one bar per flow run: each counts its own documents
@@ -227,6 +232,10 @@ def _stored_record(
     session: Any, sha256: str, schema: type[ExtractionSchema], model_id: str
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """The stored record and its per-field evidence (None, None: nothing stored)."""
+    from pipeline.prompts import PROMPT_VERSION
+    from pipeline.store import repository as repo
+    from pipeline.store.queries import document_by_sha256
+
     document = document_by_sha256(session, sha256)
     if document is None:  # the file could not even be read: no record
         return None, None
@@ -240,6 +249,8 @@ def _stored_record(
 
 
 def _model_id(settings: Settings) -> str:
+    from pipeline.backends import get_model
+
     return get_model(settings).model_id  # built, not loaded: the id needs no weights
 
 
@@ -311,6 +322,12 @@ def ask(
     raw: Annotated[bool, typer.Option(help="Include every page's raw answer.")] = False,
 ) -> None:
     """Answer one question about a document as JSON: answer, page, box (page pixels)."""
+    from pipeline.asking import ask as ask_document
+    from pipeline.asking import check_question
+    from pipeline.backends import get_model
+    from pipeline.ingest import ingest_file
+    from pipeline.pages import prepare_raster
+    from pipeline.render.raster import rasterize
 
     if not file.is_file():
         raise ConfigError(f"no such file: {str(file)!r}")

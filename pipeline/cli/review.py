@@ -12,14 +12,6 @@ from rich.table import Table
 
 from pipeline.cli.common import DbOption, app, build_settings, console, exits_cleanly
 from pipeline.errors import ConfigError
-from pipeline.evaluation import evaluate
-from pipeline.review.app import create_app
-from pipeline.review.report import build_report, render_report
-from pipeline.review.security import is_loopback
-from pipeline.review.truth import calibration, reviewed_cases
-from pipeline.store.db import open_database, safe_url, session_factory
-from pipeline.store.queries import parse_when
-from pipeline.store.reviews import reviewed
 
 
 @app.command()
@@ -38,6 +30,10 @@ def review(
     open /?token=... once), or keep 127.0.0.1 behind a reverse proxy (docs/review.md).
     """
     import uvicorn
+
+    from pipeline.review.app import create_app
+    from pipeline.review.security import is_loopback
+    from pipeline.store.db import open_database, safe_url, session_factory
 
     settings = build_settings(db)
     if not is_loopback(host) and settings.review.token is None:
@@ -68,6 +64,9 @@ def report(
     db: DbOption = None,
 ) -> None:
     """Write the night's report: one self-contained HTML file (no script, no network)."""
+    from pipeline.review.report import build_report, render_report
+    from pipeline.store.db import open_database, session_factory
+    from pipeline.store.queries import parse_when
 
     if run is not None and since is not None:
         raise ConfigError("give --run or --since, not both")
@@ -90,6 +89,10 @@ def eval_reviewed(
 ) -> None:
     """`docextract eval --reviewed`: the model's original records scored against reviewed ones
     (per field, with pipeline.evaluation's metrics), and the confidence calibration."""
+    from pipeline.evaluation import evaluate
+    from pipeline.review.truth import calibration, reviewed_cases
+    from pipeline.store.db import open_database, session_factory
+    from pipeline.store.reviews import reviewed
 
     settings = build_settings(db)
     factory = session_factory(open_database(settings.db_url.get_secret_value(), create=False))

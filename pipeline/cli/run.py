@@ -2,7 +2,8 @@
 
 Exit codes: 0 the run worked (documents that failed are data, listed in the summary);
 2 a configuration error; 3 the database is unreachable or out of date; 1 anything else.
-Prefect is imported only by the commands that run flows.
+Prefect is imported only by the commands that run flows, and the store and the pipeline only
+inside the commands (start-up time).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.cli.common import (
     DbOption,
@@ -24,31 +24,15 @@ from pipeline.cli.common import (
     build_settings,
     check_names,
     cli_overrides,
+    collector_paused,
     console,
     db_app,
     err_console,
     exits_cleanly,
     schema_or_default,
 )
-from pipeline.cli.output import (
-    document_json,
-    print_evidence,
-    print_outcomes,
-    print_status,
-    progress_bar,
-)
 from pipeline.cli.server import connect_prefect
 from pipeline.errors import ConfigError, StoreError
-from pipeline.store import repository as repo
-from pipeline.store.db import (
-    EmptyDatabase,
-    make_engine,
-    open_database,
-    safe_url,
-    session_factory,
-    upgrade,
-)
-from pipeline.store.queries import recent_run_metrics
 
 
 @app.command()
@@ -106,6 +90,8 @@ def run(
     as_json: JsonOption = False,
 ) -> None:
     """Extract every document under PATHS through the Prefect flow, then print a summary."""
+    from pipeline.cli.output import print_outcomes, progress_bar
+    from pipeline.store.db import open_database
 
     overrides = cli_overrides(
         schema=schema_or_default(schema),
@@ -124,8 +110,9 @@ def run(
     open_database(url)  # a broken database stops the run here, before any work
     os.environ["DOCEXTRACT_DB_URL"] = url  # the flow reads it from the environment, not params
 
-    connect_prefect(settings)
-    from flows.extract import run_extraction
+    with collector_paused():
+        connect_prefect(settings)
+        from flows.extract import run_extraction
 
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
@@ -144,6 +131,10 @@ def status(
     as_json: JsonOption = False,
 ) -> None:
     """Counts per status, pages per hour and tokens per page of recent runs, latest results."""
+    from pipeline.cli.output import print_status
+    from pipeline.store import repository as repo
+    from pipeline.store.db import EmptyDatabase, open_database, session_factory
+    from pipeline.store.queries import recent_run_metrics
 
     settings = build_settings(db)
     try:
@@ -175,6 +166,9 @@ def show(
     ] = False,
 ) -> None:
     """Print a document's stored records as JSON, with their evidence, provenance and history."""
+    from pipeline.cli.output import document_json, print_evidence
+    from pipeline.store import repository as repo
+    from pipeline.store.db import open_database, session_factory
 
     settings = build_settings(db)
     factory = session_factory(open_database(settings.db_url.get_secret_value(), create=False))
@@ -204,6 +198,9 @@ def show(
 @exits_cleanly
 def db_upgrade(db: DbOption = None) -> None:
     """Create the schema in an empty database or upgrade it to this version."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from pipeline.store.db import make_engine, safe_url, upgrade
 
     settings = build_settings(db)
     url = settings.db_url.get_secret_value()

@@ -31,7 +31,6 @@ from pipeline.cli.common import (
 )
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
-from pipeline.store.db import open_database
 
 pool_app = typer.Typer(
     no_args_is_help=True,
@@ -60,6 +59,8 @@ DEFAULT_CHUNK = 50
 def _prepare(db: str | None, overrides: dict[str, Any], workers: int | None) -> Settings:
     """Settings checked for a pool: known names, a shared (PostgreSQL) database at the current
     schema revision, a Prefect server. Exports DOCEXTRACT_DB_URL for the parent flow."""
+    from pipeline.store.db import open_database
+
     settings = build_settings(db, **overrides, workers=workers)
     check_names(settings, connect=False)  # unknown names fail here, not on every worker
     from flows.prefect_env import apply_quiet_defaults

@@ -8,7 +8,7 @@ import getpass
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -25,13 +25,11 @@ from pipeline.cli.common import (
     schema_or_default,
 )
 from pipeline.errors import ConfigError
-from pipeline.runner import Outcome
-from pipeline.split import Part, Split, describe, person_split
-from pipeline.store import bundles
-from pipeline.store import repository as repo
-from pipeline.store.db import open_database, session_factory
-from pipeline.store.models import Document
-from pipeline.store.queries import last_seen_paths
+
+if TYPE_CHECKING:  # the engine is imported by the command that runs, not by `import pipeline.cli`
+    from pipeline.runner import Outcome
+    from pipeline.split import Part, Split
+    from pipeline.store.models import Document
 
 
 @app.command("split")
@@ -58,6 +56,10 @@ def split_command(
     as_json: JsonOption = False,
 ) -> None:
     """Show or correct how a file is split into documents (a bundle of several documents)."""
+    from pipeline.split import Split, describe, person_split
+    from pipeline.store import bundles
+    from pipeline.store.db import open_database, session_factory
+    from pipeline.store.queries import last_seen_paths
 
     overrides = cli_overrides(schema=schema_or_default(schema), model=model)
     settings = build_settings(db, **overrides)
@@ -119,6 +121,9 @@ def _part(child: Document) -> Part:
 
 
 def _the_file(session: Any, reference: str) -> Document:
+    from pipeline.store import repository as repo
+    from pipeline.store.models import Document
+
     found = repo.find_documents(session, reference)
     if len(found) != 1:
         what = "no document" if not found else f"{len(found)} documents"
@@ -159,6 +164,8 @@ def _extract_again(
 def _print_split(
     doc: str, split: Split | None, statuses: dict[tuple[int, int], list[str]], as_json: bool
 ) -> None:
+    from pipeline.split import describe
+
     if as_json:
         print(json.dumps(split.to_json() if split else None, indent=2, ensure_ascii=False))
         return

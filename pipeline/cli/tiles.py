@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from PIL import Image
 
-from pipeline.backends import create_model
 from pipeline.cli.common import (
     app,
     build_settings,
@@ -25,15 +23,13 @@ from pipeline.cli.common import (
     exits_cleanly,
 )
 from pipeline.errors import ConfigError, InputError
-from pipeline.geometry import ImageGeometry
-from pipeline.ingest import ingest_file
-from pipeline.pages import prepare_raster
-from pipeline.render.raster import rasterize
 from pipeline.settings import Settings
-from pipeline.tiling import tile_document, whole_page_tokens
-from pipeline.tiling.inspect import encoder_view, write_view
-from pipeline.tiling.textsize import measure_text
-from pipeline.types import PageImage, Tile
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from pipeline.geometry import ImageGeometry
+    from pipeline.types import PageImage, Tile
 
 MANIFEST = "tiles.json"
 
@@ -84,6 +80,11 @@ def export_tiles(
     Pages that fail to render are listed under "errors". Raises InputError when the file (or
     the page asked for) cannot be read, ConfigError for a page past the end.
     """
+    from pipeline.backends import create_model
+    from pipeline.ingest import ingest_file
+    from pipeline.pages import prepare_raster
+    from pipeline.render.raster import rasterize
+    from pipeline.tiling import tile_document
 
     if not path.is_file():
         raise ConfigError(f"no such file: {str(path)!r}")
@@ -125,6 +126,8 @@ def export_tiles(
 
 
 def _open(page: PageImage) -> Image.Image:
+    from PIL import Image
+
     with Image.open(page.path) as image:
         return image.convert("RGB")
 
@@ -132,6 +135,12 @@ def _open(page: PageImage) -> Image.Image:
 def _page_entry(
     page: PageImage, tiles: list[Tile], settings: Settings, geometry: ImageGeometry, out: Path
 ) -> dict[str, Any]:
+    from PIL import Image
+
+    from pipeline.tiling import whole_page_tokens
+    from pipeline.tiling.inspect import encoder_view, write_view
+    from pipeline.tiling.textsize import measure_text
+
     with Image.open(page.path) as image:
         x_height = measure_text(image).x_height
     out.mkdir(parents=True, exist_ok=True)

@@ -5,13 +5,13 @@
 - `boundaries`: per page, starts a document or continues one, with a confidence and a reason;
 - `ask`: the model's answer for a page the words leave unsure (one constrained request);
 - `parts`: the split itself (page ranges, separator sheets), from boundaries or a person;
-- `detect`: all of it over one rendered file.
+- `detect`: all of it over one rendered file (`find_split`; imported from there: it needs the
+  renderer's words, which the CLI need not load to print a split).
 
 Settings: `Settings.split` (`SplitSettings`). Storing children: `pipeline.store.repository`.
 """
 
 from pipeline.split.boundaries import Boundary
-from pipeline.split.detect import find_split
 from pipeline.split.parts import (
     Part,
     Split,
@@ -30,7 +30,6 @@ __all__ = [
     "Split",
     "describe",
     "doubts",
-    "find_split",
     "parse_parts",
     "person_split",
     "read_signals",
