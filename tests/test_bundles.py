@@ -11,11 +11,13 @@ from __future__ import annotations
 import io
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pypdfium2 as pdfium
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from pipeline.backends.scripted import ScriptedModel
@@ -23,7 +25,7 @@ from pipeline.cli import app
 from pipeline.evidence.words import PageWords, Word
 from pipeline.export.write import export_rows
 from pipeline.reruns import locate, plan_rerun
-from pipeline.runner import process, register
+from pipeline.runner import Outcome, process, register
 from pipeline.settings import Settings
 from pipeline.split import PageSignals, parse_parts, read_signals, split_at
 from pipeline.split.ask import ask_model
@@ -198,6 +200,25 @@ def bundle(path: Path) -> Path:
     return path
 
 
+@dataclass
+class Bundled:
+    """A bundle on disk, the scripted model that reads it, and the store it goes to."""
+
+    path: Path
+    model: ScriptedModel
+    factory: sessionmaker[Session]
+
+    def run(self, settings: Settings) -> list[Outcome]:
+        registered = register(self.factory, self.path, settings)
+        return process(self.factory, registered, settings, model=self.model)
+
+
+def extract_bundle(settings: Settings, tmp_path: Path) -> Bundled:
+    model = ScriptedModel(lambda request, number: json.dumps(RECORD), "scripted-bundles")
+    factory = session_factory(open_database(settings.db_url.get_secret_value()))
+    return Bundled(bundle(tmp_path / "post-room-scan.pdf"), model, factory)
+
+
 @pytest.fixture
 def bundle_settings(db_url: str, tmp_path: Path) -> Settings:
     return Settings(
@@ -215,12 +236,9 @@ def bundle_settings(db_url: str, tmp_path: Path) -> Settings:
 def test_a_bundle_becomes_child_documents_each_extracted_on_its_own(
     bundle_settings: Settings, tmp_path: Path
 ) -> None:
-    path = bundle(tmp_path / "post-room-scan.pdf")
-    model = ScriptedModel(lambda request, number: json.dumps(RECORD), "scripted-bundles")
-    factory = session_factory(open_database(bundle_settings.db_url.get_secret_value()))
-    outcomes = process(
-        factory, register(factory, path, bundle_settings), bundle_settings, model=model
-    )
+    bundled = extract_bundle(bundle_settings, tmp_path)
+    path, model, factory = bundled.path, bundled.model, bundled.factory
+    outcomes = bundled.run(bundle_settings)
 
     assert [o.path for o in outcomes] == [
         f"{path} [pages 1]",
@@ -263,7 +281,7 @@ def test_a_bundle_becomes_child_documents_each_extracted_on_its_own(
         ]
 
     # a second run does nothing and makes nothing new
-    again = process(factory, register(factory, path, bundle_settings), bundle_settings, model=model)
+    again = bundled.run(bundle_settings)
     assert [o.did_work for o in again] == [False, False, False]
     with factory() as session:
         assert session.scalar(select(Document.id).order_by(Document.id.desc()).limit(1)) == (
@@ -291,21 +309,18 @@ def test_a_bundle_becomes_child_documents_each_extracted_on_its_own(
 
 
 def test_split_never_keeps_the_file_one_document(bundle_settings: Settings, tmp_path: Path) -> None:
-    path = bundle(tmp_path / "post-room-scan.pdf")
     never = bundle_settings.model_copy(
         update={"split": bundle_settings.split.model_copy(update={"mode": "never"})}
     )
-    model = ScriptedModel(lambda request, number: json.dumps(RECORD), "scripted-bundles")
-    factory = session_factory(open_database(never.db_url.get_secret_value()))
-    (outcome,) = process(factory, register(factory, path, never), never, model=model)
-    assert outcome.path == str(path) and outcome.pages == 5
-    with factory() as session:
+    bundled = extract_bundle(never, tmp_path)
+    (outcome,) = bundled.run(never)
+    assert outcome.path == str(bundled.path) and outcome.pages == 5
+    with bundled.factory() as session:
         (document,) = session.scalars(select(Document)).all()
         assert document.split is None and len(document.extractions) == 1
     # turned on later, the file already extracted whole stays whole: no duplicate records
-    (again,) = process(
-        factory, register(factory, path, bundle_settings), bundle_settings, model=model
-    )
+    (again,) = bundled.run(bundle_settings)
+    factory = bundled.factory
     assert not again.did_work
     with factory() as session:
         assert len(session.scalars(select(Document)).all()) == 1
@@ -314,10 +329,9 @@ def test_split_never_keeps_the_file_one_document(bundle_settings: Settings, tmp_
 def test_a_person_corrects_the_split_and_only_changed_documents_are_redone(
     bundle_settings: Settings, tmp_path: Path
 ) -> None:
-    path = bundle(tmp_path / "post-room-scan.pdf")
-    model = ScriptedModel(lambda request, number: json.dumps(RECORD), "scripted-bundles")
-    factory = session_factory(open_database(bundle_settings.db_url.get_secret_value()))
-    process(factory, register(factory, path, bundle_settings), bundle_settings, model=model)
+    bundled = extract_bundle(bundle_settings, tmp_path)
+    path, model, factory = bundled.path, bundled.model, bundled.factory
+    bundled.run(bundle_settings)
     db = ["--db", bundle_settings.db_url.get_secret_value()]
 
     shown = cli.invoke(app, ["split", path.name, *db])
@@ -354,9 +368,7 @@ def test_a_person_corrects_the_split_and_only_changed_documents_are_redone(
         assert [(c.first_page, c.last_page) for c in kept] == [(1, 1)]  # its record stays
 
     calls = len(model.requests)
-    outcomes = process(
-        factory, register(factory, path, bundle_settings), bundle_settings, model=model
-    )
+    outcomes = bundled.run(bundle_settings)
     assert [(o.path.rsplit(" ", 2)[-1], o.did_work) for o in outcomes] == [
         ("1]", False),
         ("3]", True),
@@ -379,9 +391,7 @@ def test_a_person_corrects_the_split_and_only_changed_documents_are_redone(
     # one document again: the children go, the file is extracted whole
     whole = cli.invoke(app, ["split", path.name, "--pages", "1-5", "--no-extract", *db])
     assert whole.exit_code == 0, whole.output
-    (outcome,) = process(
-        factory, register(factory, path, bundle_settings), bundle_settings, model=model
-    )
+    (outcome,) = bundled.run(bundle_settings)
     assert outcome.path == str(path) and outcome.did_work and outcome.pages == 5
 
 
@@ -450,10 +460,9 @@ def test_the_review_desk_shows_a_documents_pages_of_the_file_and_corrects_the_sp
 
     from pipeline.review.app import create_app
 
-    path = bundle(tmp_path / "post-room-scan.pdf")
-    model = ScriptedModel(lambda request, number: json.dumps(RECORD), "scripted-bundles")
-    factory = session_factory(open_database(bundle_settings.db_url.get_secret_value()))
-    process(factory, register(factory, path, bundle_settings), bundle_settings, model=model)
+    bundled = extract_bundle(bundle_settings, tmp_path)
+    factory = bundled.factory
+    bundled.run(bundle_settings)
     with factory() as session:
         child = session.scalars(select(Document).where(Document.first_page == 3)).one()
         extraction_id = child.extractions[0].id

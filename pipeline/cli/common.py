@@ -115,6 +115,21 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def one_document(session: Any, reference: str) -> Any:
+    """The one stored Document that `reference` (sha256 prefix or file name) names; else the
+    command ends (exit 1) saying none or how many match."""
+    from pipeline.store import repository as repo
+
+    found = repo.find_documents(session, reference)
+    if len(found) != 1:
+        what = "no document" if not found else f"{len(found)} documents"
+        err_console.print(
+            f"{what} match {reference!r}; `docextract status` lists them", markup=False
+        )
+        raise typer.Exit(1)
+    return found[0]
+
+
 def build_settings(db: str | None = None, **overrides: Any) -> Settings:
     """Settings from the environment, with command-line values on top."""
     values = {k: v for k, v in overrides.items() if v is not None}

@@ -15,12 +15,12 @@ from pipeline.cli.common import (
     app,
     build_settings,
     console,
-    err_console,
     exits_cleanly,
+    one_document,
 )
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
+    pass
 
 
 @app.command()
@@ -50,7 +50,7 @@ def duplicates(
     factory = session_factory(open_database(settings.db_url.get_secret_value(), create=False))
     if distinct is not None:
         with factory.begin() as session:
-            first, second = (_one_document(session, ref) for ref in distinct)
+            first, second = (one_document(session, ref).id for ref in distinct)
             changed = mark_distinct(session, first, second, getpass.getuser())
         console.print(
             f"{distinct[0]} and {distinct[1]} marked distinct; {changed} record(s) cleared",
@@ -73,16 +73,3 @@ def duplicates(
             f"yes ({p.distinct_by})" if p.distinct_by else "",
         )
     console.print(table if pairs else "no possible duplicates found")
-
-
-def _one_document(session: Session, reference: str) -> int:
-    from pipeline.store import repository as repo
-
-    found = repo.find_documents(session, reference)
-    if len(found) != 1:
-        what = "no document" if not found else f"{len(found)} documents"
-        err_console.print(
-            f"{what} match {reference!r}; `docextract status` lists them", markup=False
-        )
-        raise typer.Exit(1)
-    return found[0].id

@@ -22,6 +22,7 @@ from pipeline.cli.common import (
     console,
     err_console,
     exits_cleanly,
+    one_document,
     schema_or_default,
 )
 from pipeline.errors import ConfigError
@@ -121,17 +122,9 @@ def _part(child: Document) -> Part:
 
 
 def _the_file(session: Any, reference: str) -> Document:
-    from pipeline.store import repository as repo
     from pipeline.store.models import Document
 
-    found = repo.find_documents(session, reference)
-    if len(found) != 1:
-        what = "no document" if not found else f"{len(found)} documents"
-        err_console.print(
-            f"{what} match {reference!r}; `docextract status` lists them", markup=False
-        )
-        raise typer.Exit(1)
-    document = found[0]
+    document: Document = one_document(session, reference)
     if document.parent_id is not None:  # a child document: its file is the one to split
         parent = session.get(Document, document.parent_id)
         assert parent is not None

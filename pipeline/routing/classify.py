@@ -126,7 +126,7 @@ def read_route(output: VisionOutput, candidates: Sequence[str]) -> Route:
     names = tuple(candidates)
     if output.stop_reason == "length":
         return Route(None, None, output.text, names, "the answer was cut off")
-    chosen = _json_choice(output.text)
+    chosen = json_choice(output.text)
     if chosen is None:
         mentioned = [n for n in names if re.search(rf"(?<!\w){re.escape(n)}(?!\w)", output.text)]
         if len(mentioned) == 1:
@@ -137,13 +137,14 @@ def read_route(output: VisionOutput, candidates: Sequence[str]) -> Route:
     return Route(chosen, choice_probability(output.text, output.tokens, chosen), output.text, names)
 
 
-def _json_choice(text: str) -> str | None:
+def json_choice(text: str, key: str = ROUTE_KEY) -> str | None:
+    """The string under `key` in the one JSON object of a constrained answer, if any."""
     start, end = text.find("{"), text.rfind("}")
     try:
         value = json.loads(text[start : end + 1]) if 0 <= start < end else None
     except ValueError:
         return None
-    choice = value.get(ROUTE_KEY) if isinstance(value, dict) else None
+    choice = value.get(key) if isinstance(value, dict) else None
     return choice if isinstance(choice, str) else None
 
 

@@ -9,12 +9,11 @@ log-probabilities is never taken as sure.
 
 from __future__ import annotations
 
-import json
 import logging
 
 from pipeline.backends import VisionModel
 from pipeline.errors import ModelError
-from pipeline.routing.classify import choice_probability, whole_page_image
+from pipeline.routing.classify import choice_probability, json_choice, whole_page_image
 from pipeline.settings import Settings
 from pipeline.split.boundaries import Boundary, overrule
 from pipeline.types import PageImage, VisionRequest
@@ -91,10 +90,5 @@ def ask_model(
 
 
 def _role(text: str) -> str | None:
-    start, end = text.find("{"), text.rfind("}")
-    try:
-        value = json.loads(text[start : end + 1]) if 0 <= start < end else None
-    except ValueError:
-        return None
-    role = value.get(ROLE_KEY) if isinstance(value, dict) else None
+    role = json_choice(text, ROLE_KEY)
     return role if role in ROLES else None
