@@ -1,7 +1,7 @@
 """How well the pages stage stands pages upright, straightens them and finds blank ones.
 
     DOCEXTRACT_SHARED=/work/shared .venv/bin/python bench/orientation.py \
-        [--methods auto,text,ink,osd] [--no-corpus]
+        [--methods auto,text,ink,osd,ocr-vote] [--no-corpus]
 
 Pages, each turned 0/90/180/270 (a copy is right when the method's turn stands it upright):
 - the sample documents (PDF pages rendered at 200 DPI with pdfium, the PNGs as they are), the

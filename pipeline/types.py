@@ -75,8 +75,9 @@ class PageFacts:
 
     `content_mm2`: area of text-like ink (specks, fills and sheet edges left out), in mm².
     `turned`: clockwise degrees (0, 90, 180, 270) the page was turned to stand upright, decided
-    `by` "text" (the PDF text layer), "ink", "osd" (Tesseract), or "none" (not sure: left as
-    rendered; "off": not measured). The words worker carries a text layer onto the turned page.
+    `by` "text" (the PDF text layer), "ink", "osd" (Tesseract's OSD), "ocr" (the OCR vote), or
+    "none" (not sure: left as rendered; "off": not measured). The words worker carries a text
+    layer onto the turned page.
     `skew`: degrees of small tilt corrected (counter-clockwise positive), 0.0 if none.
     """
 

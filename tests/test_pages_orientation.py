@@ -3,6 +3,7 @@ an upright page is never turned by mistake; a page whose text runs sideways is t
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -15,8 +16,10 @@ from PIL import Image
 
 from pipeline.ingest import ingest_file
 from pipeline.pages import prepare_page
+from pipeline.pages.guess import Guess
 from pipeline.pages.ink import page_ink
-from pipeline.pages.orientation import LEAN_DPI, ink_orientation, text_orientation
+from pipeline.pages.ocrvote import decide
+from pipeline.pages.orientation import LEAN_DPI, ink_orientation, orient, text_orientation
 from pipeline.render.raster import rasterize
 from pipeline.render.words import WordsReader
 from pipeline.settings import GroundingSettings, PagesSettings, RasterSettings, Settings
@@ -169,3 +172,33 @@ def test_the_words_of_a_turned_page_land_on_its_turned_png(
         assert len(inked) == len(boxes) > 20
         wide = sum(b[2] - b[0] > b[3] - b[1] for b in boxes)
         assert wide > 0.9 * len(boxes)  # words run left to right on the upright page
+
+
+# -- the OCR vote ------------------------------------------------------------------------------
+
+needs_tesseract = pytest.mark.skipif(shutil.which("tesseract") is None, reason="no tesseract")
+
+
+@needs_tesseract
+@pytest.mark.parametrize("turn", [0, 90])
+def test_a_chart_that_ink_and_osd_leave_unsure_is_stood_upright_by_the_ocr_vote(
+    turn: int,
+) -> None:
+    # a bar chart turned as bench/orientation.py turns it: too little text for the ink, OSD
+    # names the right turn below its threshold (0.3-1.4); the vote reads the labels upright
+    with Image.open(REPO / "sample_docs" / "chart-revenue-bar.png") as opened:
+        chart = opened.convert("L")
+    page = chart.rotate(-turn, expand=True) if turn else chart
+    guess = orient(page, 150, AUTO)
+    assert guess.turn == (360 - turn) % 360, guess  # the upright chart is not turned
+    assert guess.by == "ocr" or turn == 0, guess
+
+
+def test_the_ocr_vote_takes_only_a_clear_lead_of_enough_letters() -> None:
+    clear = decide({0: 0, 90: 40, 180: 9, 270: 0})
+    assert (clear.turn, clear.by) == (90, "ocr")
+    upside_down = decide({0: 8, 90: 0, 180: 4, 270: 0})  # "Once upon a" / "uodn": too few
+    assert (upside_down.turn, upside_down.by) == (0, "none")
+    close = decide({0: 14, 90: 7, 180: 0, 270: 0})  # a chart's axis title read sideways
+    assert (close.turn, close.by) == (0, "none")
+    assert decide({0: 0, 90: 0, 180: 0, 270: 0}) == Guess(0, "none", 0.0)  # nothing read

@@ -2,8 +2,9 @@
 
 - `blank`: blank pages (separator sheets, empty duplex backs, scanner noise) found from the ink
   and set aside: no tiles, no model call; listed in the provenance.
-- `orientation`: the page turned upright (0/90/180/270, by the ink measure or Tesseract's OSD)
-  and a small tilt straightened, on the cached PNG, so every later reader sees the upright page.
+- `orientation`: the page turned upright (0/90/180/270, by the text layer, the ink measure,
+  Tesseract's OSD or, last, the OCR vote of `ocrvote`; `guess`: their common answer) and a small
+  tilt straightened, on the cached PNG, so every later reader sees the upright page.
 - `ink`: the page's ink at ~100 DPI that both read; `prepare`: the stage on one page, cached.
 - `stage`: the stage over a document's rendering (streamed pages included) and its provenance.
 

@@ -1,5 +1,6 @@
 """Which way is up: a page's orientation (0/90/180/270) and small skew, from the direction of
-its PDF text layer, measured on its ink, or asked of Tesseract's orientation detection (OSD).
+its PDF text layer, measured on its ink, or asked of Tesseract (orientation detection, OSD,
+then the OCR vote).
 
 The text layer (born-digital pages; read by the render worker, `render.textdirection`) says
 directly which way the characters run on the rendered page: with at least MIN_TEXT_CHARS
@@ -10,8 +11,10 @@ The ink measure (numpy only, at LEAN_DPI, ~200 ms a page) for pages without a te
   ink into the longest runs (letters into words and lines; across lines the gaps stay open);
 - up or down: letters stand on one baseline but end at two heights on top (`baseline_lean`).
 Its confidence grows with both margins and with the number of lines; a sparse page (a few
-words) is not sure, and Tesseract, which reads letter shapes, is asked (`auto`). A page no
-method is sure about is left as rendered: turning a page on a guess is worse than not turning.
+words) is not sure, and Tesseract, which reads letter shapes, is asked (`auto`): its OSD, then
+the OCR vote (`ocrvote`: the turn under which it reads clearly the most confident words). A
+page no method is sure about is left as rendered: turning a page on a guess is worse than not
+turning.
 
 Skew: the angle within ±max_skew_deg at which the rows of ink are sharpest (the sum of squares
 of the row profile of the ink sheared by that angle), coarse then fine.
@@ -24,13 +27,14 @@ import math
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
 from io import BytesIO
 
 import numpy as np
 from PIL import Image
 
+from pipeline.pages.guess import Guess
 from pipeline.pages.ink import Ink, page_ink
+from pipeline.pages.ocrvote import ocr_vote
 from pipeline.settings import PagesSettings
 from pipeline.tiling.textsize import runs
 from pipeline.types import TextDirection
@@ -50,15 +54,6 @@ _OSD_CONFIDENCE = re.compile(r"Orientation confidence:\s*([\d.]+)")
 _MIN_SKEW_POINTS = 500  # fewer ink pixels: too little text to measure a tilt
 
 
-@dataclass(frozen=True)
-class Guess:
-    """A clockwise turn (0, 90, 180, 270) that makes the page upright, who said so, how sure."""
-
-    turn: int
-    by: str
-    confidence: float
-
-
 def orient(
     image: Image.Image, dpi: int, settings: PagesSettings, text: TextDirection | None = None
 ) -> Guess:
@@ -69,6 +64,8 @@ def orient(
     method = settings.orientation
     if method == "off":
         return Guess(0, "off", 0.0)
+    if method == "ocr-vote":
+        return ocr_vote(image, dpi) or Guess(0, "none", 0.0)
     if method in ("auto", "text"):
         by_text = text_orientation(text)
         if by_text is not None or method == "text":
@@ -81,6 +78,10 @@ def orient(
     by_osd = osd_orientation(image, dpi)
     if by_osd is not None and by_osd.confidence >= settings.osd_min_confidence:
         return by_osd
+    if method == "auto":
+        by_vote = ocr_vote(image, dpi)
+        if by_vote is not None and by_vote.by == "ocr":
+            return by_vote
     best = max(
         (g for g in (by_ink, by_osd) if g is not None), key=lambda g: g.confidence, default=None
     )
