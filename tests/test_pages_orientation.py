@@ -14,11 +14,12 @@ from conftest import REPO
 from fpdf import FPDF
 from PIL import Image
 
+from pipeline.evidence.words import Word
 from pipeline.ingest import ingest_file
 from pipeline.pages import prepare_page
 from pipeline.pages.guess import Guess
 from pipeline.pages.ink import page_ink
-from pipeline.pages.ocrvote import decide
+from pipeline.pages.ocrvote import confident_letters, decide
 from pipeline.pages.orientation import LEAN_DPI, ink_orientation, orient, text_orientation
 from pipeline.render.raster import rasterize
 from pipeline.render.words import WordsReader
@@ -201,4 +202,56 @@ def test_the_ocr_vote_takes_only_a_clear_lead_of_enough_letters() -> None:
     assert (upside_down.turn, upside_down.by) == (0, "none")
     close = decide({0: 14, 90: 7, 180: 0, 270: 0})  # a chart's axis title read sideways
     assert (close.turn, close.by) == (0, "none")
+    tilted = decide({0: 9, 90: 13, 180: 0, 270: 29})  # a tilted chart: 2.2x its axis title
+    assert (tilted.turn, tilted.by) == (270, "ocr")
     assert decide({0: 0, 90: 0, 180: 0, 270: 0}) == Guess(0, "none", 0.0)  # nothing read
+
+
+def test_a_few_letters_decide_only_when_no_other_turn_reads_any() -> None:
+    alone = decide({0: 0, 90: 0, 180: 4, 270: 0})  # "Page1" upside down
+    assert (alone.turn, alone.by) == (180, "ocr")
+    assert decide({0: 0, 90: 0, 180: 3, 270: 0}).by == "none"  # one three-letter word
+    assert decide({0: 0, 90: 3, 180: 6, 270: 0}).by == "none"  # another turn reads something
+
+
+def one_word_page(tmp_path: Path, word: str) -> Image.Image:
+    """An A4 page with one word at its top left (as pillow-g4-multi.tiff's "Page1"), at 200 DPI."""
+    pdf = FPDF(format="A4")
+    pdf.add_page()
+    pdf.set_font("Times", size=14)
+    pdf.text(25, 25, word)
+    pdf.output(str(tmp_path / "word.pdf"))
+    return render(tmp_path / "word.pdf")
+
+
+@needs_tesseract
+def test_a_one_word_page_turned_upside_down_is_stood_upright_by_the_ocr_vote(
+    tmp_path: Path,
+) -> None:
+    # "Page1" (read "Page1" or "Pagel"): 4-5 letters, under MIN_LETTERS; they decide when no
+    # other turn reads any
+    upright = one_word_page(tmp_path, "Page1")
+    guess = orient(upright.rotate(180), 200, AUTO)
+    assert (guess.turn, guess.by) == (180, "ocr"), guess
+    assert orient(upright, 200, AUTO).turn == 0
+
+
+@needs_tesseract
+def test_a_page_of_noise_is_left_as_rendered() -> None:
+    # specks and short strokes: Tesseract may read garbage, but no confident word of 4 letters
+    rng = np.random.default_rng(7)
+    ink = np.full((2339, 1654), 255, np.uint8)
+    for y, x in zip(rng.integers(0, 2330, 400), rng.integers(0, 1640, 400), strict=True):
+        ink[y : y + rng.integers(2, 9), x : x + rng.integers(2, 14)] = 0
+    guess = orient(Image.fromarray(ink), 200, AUTO)
+    assert (guess.turn, guess.by) == (0, "none"), guess
+
+
+def test_the_ocr_vote_counts_the_letters_of_confident_alphanumeric_words() -> None:
+    def word(text: str, confidence: float = 0.9) -> Word:
+        return Word(text, (0, 0, 1, 1), confidence)
+
+    assert confident_letters((word("Page1"),)) == 4  # alphanumeric: its letters count
+    assert confident_letters((word("Page1", 0.7),)) == 0  # not confident
+    assert confident_letters((word("ab1"), word("2024"), word("Page-1"))) == 0  # too short, no
+    assert confident_letters((word("upon"), word("a"), word("Once"))) == 8  # letters, not words
