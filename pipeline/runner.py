@@ -34,6 +34,7 @@ from pipeline.render.words import check_ocr
 from pipeline.routing import AUTO
 from pipeline.routing.plan import plan_schemas
 from pipeline.settings import Settings
+from pipeline.split.stage import split_bundle
 from pipeline.steps import Outcome, Registered
 from pipeline.store import repository as repo
 from pipeline.types import ErrorCategory, ErrorItem, Status
@@ -80,7 +81,7 @@ def process(
     started = time.perf_counter()
     check_ocr(settings)  # OCR forced without Tesseract stops the run before any work
     model = model or get_model(settings)
-    documents = steps.split_bundle(factory, registered, settings, model)
+    documents = split_bundle(factory, registered, settings, model)
     if len(documents) > 1 or documents[0].part != registered.part:  # a bundle: each child
         return [  # document (a page range of the file) goes down this same path
             outcome

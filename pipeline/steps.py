@@ -1,5 +1,6 @@
 """The steps of the spine (`pipeline.runner.process`) that touch the store or the renderer:
-claim, render (pages streamed to the model as they are rendered), save.
+claim, render (pages streamed to the model as they are rendered), save. (The split step, which
+needs these, is `pipeline.split.stage`.)
 
 Each step is a small function over explicit data; the runner composes them in order.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.backends import VisionModel
 from pipeline.duplicates import DuplicateEvidence, invoice_key
-from pipeline.errors import InfrastructureError, InputError
+from pipeline.errors import InputError
 from pipeline.extraction import Extracted, ExtractionResult
 from pipeline.ingest import IngestedFile
 from pipeline.pages import preparing
@@ -30,10 +31,7 @@ from pipeline.render.words import WordsReader
 from pipeline.routing import AUTO
 from pipeline.routing.plan import unit_identity
 from pipeline.settings import Settings
-from pipeline.split import Part, Split, describe, doubts
-from pipeline.split.ask import ask_model
-from pipeline.split.detect import find_split
-from pipeline.store import bundles as store_bundles
+from pipeline.split import Part, describe
 from pipeline.store import duplicates as store_duplicates
 from pipeline.store import repository as repo
 from pipeline.store.db import retry_on_disconnect
@@ -297,71 +295,6 @@ def _record_pages(
         record()
     except SQLAlchemyError as exc:
         log.warning("could not record the pages of %s yet: %s", registered.path, exc)
-
-
-# -- split -------------------------------------------------------------------------------------
-
-
-def split_bundle(
-    factory: sessionmaker[Session], registered: Registered, settings: Settings, model: VisionModel
-) -> list[Registered]:
-    """The documents in a file: its child documents (page ranges of it, in page order) when it
-    holds several, else the file itself (with the doubts about its pages, if any). The split is
-    decided once per file and stored (a person's correction, `docextract split`, replaces it);
-    a file already extracted whole is not split on its own, nor in split mode `never`."""
-    if registered.part is not None or registered.error is not None:
-        return [registered]
-    with factory() as session:
-        known = store_bundles.file_split(session, registered.document_id)
-    stored = Split.from_json(known.split) if known.split is not None else None
-    if stored is None:
-        if settings.split.mode == "never" or known.extracted_whole or known.page_count == 1:
-            return [registered]
-        stored = _detect_split(registered, settings, model)
-        if stored is None:
-            return [registered]
-        with factory.begin() as session:
-            saved = store_bundles.save_split(session, registered.document_id, stored.to_json())
-        stored = Split.from_json(saved)
-    min_confidence = settings.split.min_confidence
-    if stored.is_whole:
-        return [replace(registered, doubts=doubts(stored, (1, stored.page_count), min_confidence))]
-    with factory.begin() as session:
-        children = [
-            (part, store_bundles.register_part(session, registered.document_id, *part))
-            for part in stored.parts
-        ]
-        return [
-            Registered(
-                child.id,
-                registered.file,
-                None,
-                part,
-                child.sha256,
-                doubts(stored, part, min_confidence),
-            )
-            for part, child in children
-        ]
-
-
-def _detect_split(registered: Registered, settings: Settings, model: VisionModel) -> Split | None:
-    """The split the file's pages say (None: one page, or it does not render: the document's
-    own run reports why, or stops on the same fault with its claims given back, and the next
-    run judges the file again)."""
-    try:
-        raster = render_all(registered.file, settings)
-    except (InputError, InfrastructureError) as exc:
-        log.info("no split for %s: %s", registered.path, exc)
-        return None
-    if raster.page_count < 2:
-        return None
-    words = WordsReader(registered.file, raster.pages, settings).result(raster.pages)
-    ask = None
-    if settings.split.ask_model:
-        ask = lambda boundary, page: ask_model(  # noqa: E731
-            boundary, page, model, settings, document=registered.path
-        )
-    return find_split(raster, words, settings.split, ask)
 
 
 # -- duplicates ---------------------------------------------------------------------------------

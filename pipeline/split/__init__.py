@@ -5,6 +5,8 @@
 - `boundaries`: per page, starts a document or continues one, with a confidence and a reason;
 - `ask`: the model's answer for a page the words leave unsure (one constrained request);
 - `parts`: the split itself (page ranges, separator sheets), from boundaries or a person;
+- `stage`: the spine's split step (`split_bundle`: judge a file once, store its split, register
+  its child documents);
 - `detect`: all of it over one rendered file (`find_split`; imported from there: it needs the
   renderer's words, which the CLI need not load to print a split).
 
