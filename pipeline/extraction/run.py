@@ -112,6 +112,9 @@ def _request(
     )
 
 
+TIMEOUT_SETTING = "DOCEXTRACT_EXTRACTION__TIMEOUT_S"  # named in every timeout's message
+
+
 class Answers:
     """What the answers of one document gave so far: valid records per page (with the tile's
     place and box), the pages' problems, and every model call."""
@@ -126,10 +129,12 @@ class Answers:
         """Validate one answer: a record for its page, the page's problem, or (returned) the
         job that re-asks with the problem."""
         page = job.tile.page
+        if isinstance(answer, GenerationTimeout):  # the document's time ran out while it waited
+            message = f"{answer}: the document time limit ran out ({TIMEOUT_SETTING})"
+            self.problems[page] = ErrorItem(ErrorCategory.TIMEOUT, message, page)
+            return None
         if isinstance(answer, ModelError):
-            timed_out = isinstance(answer, GenerationTimeout)
-            category = ErrorCategory.TIMEOUT if timed_out else ErrorCategory.MODEL_ERROR
-            self.problems[page] = ErrorItem(category, str(answer), page)
+            self.problems[page] = ErrorItem(ErrorCategory.MODEL_ERROR, str(answer), page)
             return None
         record, problem = parse_answer(self.schema, answer)
         self.calls.append((job.order, _call(job, answer, problem)))
@@ -174,8 +179,7 @@ def timeout_error(page: int, timeout_s: float | None) -> ErrorItem:
     limit = f"{timeout_s:.0f} s" if timeout_s is not None else "its limit"
     return ErrorItem(
         ErrorCategory.TIMEOUT,
-        f"not extracted within the document time limit of {limit} "
-        "(DOCEXTRACT_EXTRACTION__TIMEOUT_S)",
+        f"not extracted within the document time limit of {limit} ({TIMEOUT_SETTING})",
         page,
     )
 
