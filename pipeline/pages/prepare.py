@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -99,6 +100,6 @@ def _write_facts(page: PageImage, facts: PageFacts, size: tuple[int, int]) -> No
         "png_mtime_ns": page.path.stat().st_mtime_ns,
     }
     target = facts_path(page)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, target)  # the PNG first, then its facts: a crash between measures again

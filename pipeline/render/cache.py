@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,7 +173,8 @@ def size_matches(size: tuple[int, int], expected: tuple[int, int]) -> bool:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # one temporary name per writer (process and thread): two writers must not share one
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with cache_writes(path.parent):
             tmp.write_text(json.dumps(data))
